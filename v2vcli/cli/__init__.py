@@ -1,0 +1,100 @@
+"""The ``v2v`` command line: a Typer app built from the plugin manager.
+
+Commands come from ``v2v_register_commands`` hooks (the built-ins are ordinary plugins). One handler turns a
+:class:`~v2vcli.errors.V2VError` into ``Error: ...`` on stderr with exit 1; usage errors exit 2; a traceback is
+shown only with ``--verbose``. Command bodies import torch themselves so ``v2v --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from v2vcli.errors import V2VError
+
+__all__ = ["build_app", "main", "state"]
+
+state: dict[str, Any] = {"verbose": False, "quiet": False}
+
+
+class V2VGroup(TyperGroup):
+    """Root group with v2v's single error handler."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except V2VError as exc:
+            _report(exc, exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # unexpected: still one line unless --verbose
+            _report(exc, 1, unexpected=True)
+        return None
+
+
+def _report(exc: BaseException, code: int, unexpected: bool = False) -> None:
+    verbose = state["verbose"] or "--verbose" in sys.argv or "-v" in sys.argv[1:2]
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc) or type(exc).__name__
+    if unexpected:
+        message = f"{type(exc).__name__}: {message}" + ("" if verbose else " (run with --verbose for details)")
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_v2v", False):
+            root.removeHandler(handler)
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=Console(stderr=True), show_path=verbose, show_time=False, markup=False)
+    handler._v2v = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    logging.getLogger("v2vcli").setLevel(level)
+    logging.getLogger("v2v_plugins").setLevel(level)
+    root.setLevel(level if verbose else logging.WARNING)
+
+
+def build_app(registry: Any = None) -> typer.Typer:
+    """Build the Typer app; ``registry`` defaults to the process-wide one."""
+    if registry is None:
+        from v2vcli.registry import get_registry
+
+        registry = get_registry()
+    app = typer.Typer(cls=V2VGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      help="v2v: video-to-video synthesis (vid2vid) toolkit: extract, train, synthesize, "
+                           "predict, evaluate.")
+
+    @app.callback()
+    def root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks."),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.")) -> None:
+        """v2v: video-to-video synthesis toolkit."""
+        state["verbose"], state["quiet"] = verbose, quiet
+        _setup_logging(verbose, quiet)
+
+    registry.register_commands(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        app = build_app()
+    except V2VError as exc:  # a broken plugin must still give one line
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    app(args=argv, prog_name="v2v")

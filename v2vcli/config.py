@@ -1,0 +1,353 @@
+"""Typed configuration: dataclass sections, YAML files merged in order, ``--set section.key=value`` overrides.
+
+Precedence: dataclass defaults < YAML files (in order) < ``--set`` < explicit CLI flags. The top-level sections
+are fixed: ``data``, ``model``, ``loss``, ``optim``, ``train`` plus ``run_dir`` and ``seed``. The ``model`` and
+``loss`` sections belong to the model named by ``model.name``: its class declares ``Config`` and ``LossConfig``
+dataclasses, so a third-party model brings its own keys. Unknown keys are errors naming the closest valid key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from v2vcli.errors import ConfigError, did_you_mean
+
+__all__ = [
+    "DataConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "V2VConfig",
+    "from_dict",
+    "to_dict",
+    "parse_set",
+    "merge",
+    "load_yaml",
+    "load_config",
+    "dump_config",
+    "non_defaults",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """What the training loader reads from a dataset (layout in ARCHITECTURE.md)."""
+
+    root: str = ""  # dataset folder; `--data` sets it
+    inputs: list[str] = field(default_factory=lambda: ["seg", "inst"])  # conditioning modalities
+    size: tuple[int, int] = (256, 128)  # W×H the model sees
+    split: str = "train"
+    n_frames_total: int = 6  # frames generated per clip (the cap once doubling is done)
+    n_frames_start: int = 0  # clip length at the start of training; 0 = n_frames_total (no doubling)
+    max_t_step: int = 1  # random temporal stride 1..max_t_step
+    batch_size: int = 1
+    num_workers: int = 2
+    flip: bool = True
+    scale_range: tuple[float, float] = (1.0, 1.0)  # random zoom before the crop
+    flow: str = "dataset"  # "dataset" (flow/ modality) or a flow estimator name computed on the fly
+    foreground: list[str] = field(default_factory=list)  # foreground class names (e.g. ["car"])
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    niter: int = 10  # epochs at the initial learning rate
+    niter_decay: int = 10  # epochs of linear decay to zero, for every optimizer
+    grad_clip: float = 0.0  # 0 disables
+    ema_beta: float = 0.999
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    max_steps: int = 0  # absolute global step to stop at; 0 = run the whole schedule
+    niter_step: int = 5  # clip length doubles every niter_step epochs
+    niter_fix_global: int = 0  # epochs that train only the newest (finest) scale
+    max_frames_backpropagate: int = 1
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 10
+    sample_every: int = 0
+    val_every: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    channels_last: bool = False
+    activation_checkpointing: bool = False
+    device: str = "auto"
+    max_bad_steps: int = 5  # consecutive non-finite losses before training aborts
+    tensorboard: bool = False
+
+
+@dataclass(kw_only=True)
+class V2VConfig:
+    """The whole resolved configuration. ``model`` and ``loss`` are the model plugin's dataclasses."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = None
+    loss: Any = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/v2v"
+    seed: int = 0
+
+
+SECTIONS = ("data", "model", "loss", "optim", "train")
+TOP_SCALARS = ("run_dir", "seed")
+
+
+# -- typed conversion ---------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping of keys, got {value!r}")
+        return from_dict(tp, value, where)  # type: ignore[arg-type]
+    if origin in (list, Sequence) or tp is list:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        item = args[0] if args else Any
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    if tp is Path:
+        return Path(str(value))
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data`` with type checks; unknown keys are errors with a suggestion."""
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{path}'{did_you_mean(str(key), names)}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML/JSON-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# -- raw dict handling ----------------------------------------------------------------------------------------------
+def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist; pass an existing YAML file "
+                          f"(presets are in examples/configs/)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"cannot parse config file '{p}'{at}: {problem}; fix the YAML syntax") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{p}' must hold a mapping of sections (data, model, loss, optim, train), "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+def parse_set(expr: str) -> dict[str, Any]:
+    """``"train.seed=3"`` → ``{"train": {"seed": 3}}``; the value is parsed as YAML (numbers, lists, booleans)."""
+    if "=" not in expr:
+        raise ConfigError(f"--set expects section.key=value, got '{expr}'")
+    key, _, raw = expr.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects section.key=value, got '{expr}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value '{raw}'") from exc
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _model_classes(name: str) -> tuple[type, type]:
+    from v2vcli.registry import get_registry
+
+    model_cls = get_registry().get_model(name)
+    cfg_cls = getattr(model_cls, "Config", None)
+    loss_cls = getattr(model_cls, "LossConfig", None)
+    if cfg_cls is None or loss_cls is None:
+        raise ConfigError(f"model '{name}' does not declare Config and LossConfig dataclasses")
+    return cfg_cls, loss_cls
+
+
+def build_config(raw: Mapping[str, Any]) -> V2VConfig:
+    """Resolve a merged raw mapping into a typed :class:`V2VConfig`."""
+    valid = list(SECTIONS) + list(TOP_SCALARS)
+    for key in raw:
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{key}'{did_you_mean(str(key), valid)}")
+    for section in SECTIONS:
+        if section in raw and raw[section] is not None and not isinstance(raw[section], Mapping):
+            raise ConfigError(f"config section '{section}' must be a mapping, got {raw[section]!r}")
+    model_raw = dict(raw.get("model") or {})
+    name = model_raw.get("name", "vid2vid")
+    if not isinstance(name, str):
+        raise ConfigError(f"model.name must be a string, got {name!r}")
+    cfg_cls, loss_cls = _model_classes(name)
+    cfg = V2VConfig(
+        data=from_dict(DataConfig, raw.get("data") or {}, "data"),
+        model=from_dict(cfg_cls, model_raw, "model"),
+        loss=from_dict(loss_cls, raw.get("loss") or {}, "loss"),
+        optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
+        train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
+    )
+    if "run_dir" in raw:
+        cfg.run_dir = _coerce(raw["run_dir"], str, "run_dir")
+    if "seed" in raw:
+        cfg.seed = _coerce(raw["seed"], int, "seed")
+    return cfg
+
+
+def load_config(files: Sequence[str | Path] = (), sets: Sequence[str] = (),
+                overrides: Mapping[str, Any] | None = None) -> V2VConfig:
+    """Defaults < ``files`` (in order) < ``sets`` (``section.key=value``) < ``overrides`` (explicit flags)."""
+    raw: dict[str, Any] = {}
+    for path in files:
+        raw = merge(raw, load_yaml(path))
+    for expr in sets:
+        raw = merge(raw, parse_set(expr))
+    if overrides:
+        raw = merge(raw, overrides)
+    return build_config(raw)
+
+
+def non_defaults(cfg: V2VConfig) -> set[str]:
+    """Dotted keys whose value differs from the dataclass default (marked in dumps)."""
+    out: set[str] = set()
+
+    def walk(obj: Any, default: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value, base = getattr(obj, f.name), getattr(default, f.name)
+            path = f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(value) and dataclasses.is_dataclass(base):
+                walk(value, base, path + ".")
+            elif to_dict(value) != to_dict(base):
+                out.add(path)
+
+    default = V2VConfig(model=type(cfg.model)(), loss=type(cfg.loss)())
+    walk(cfg, default, "")
+    return out
+
+
+def dump_config(cfg: V2VConfig, mark_non_defaults: bool = False) -> str:
+    """YAML text of ``cfg``; with ``mark_non_defaults`` each changed key gets a ``# changed`` comment."""
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+    if not mark_non_defaults:
+        return text
+    changed = non_defaults(cfg)
+    lines, stack = [], []
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        indent = (len(line) - len(stripped)) // 2
+        key = stripped.split(":", 1)[0]
+        stack = stack[:indent] + [key]
+        lines.append(line + ("  # changed" if ".".join(stack) in changed else ""))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,168 @@
+"""Per-frame files of the dataset layout: RGB images, uint8 labels, uint16 instances, flow npz, JSON.
+
+Every write is atomic (temp file in the same folder, then ``os.replace``) so an interrupted run never leaves a
+half-written file that a resume would take as finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from v2vcli.errors import DatasetError
+
+__all__ = [
+    "atomic_path",
+    "atomic_open",
+    "write_bytes_atomic",
+    "write_json",
+    "read_json",
+    "write_image",
+    "read_image",
+    "write_label",
+    "read_label",
+    "write_instance",
+    "read_instance",
+    "write_flow",
+    "read_flow",
+]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
+def read_json(path: str | Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"missing file '{path}'") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"'{path}' is not valid JSON ({exc}); delete it and re-run the step that wrote it") from exc
+
+
+def _encode(img: np.ndarray, ext: str, params: list[int] | None = None) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(ext, img, params or [])
+    if not ok:  # pragma: no cover - cv2 only fails on impossible arrays
+        raise DatasetError(f"could not encode image as {ext}")
+    return bytes(buf.tobytes())
+
+
+def _decode(path: str | Path, flags: int) -> np.ndarray:
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    if data is None:
+        raise DatasetError(f"missing file '{path}'")
+    img = cv2.imdecode(data, flags) if data.size else None
+    if img is None:
+        raise DatasetError(f"'{path}' is not a readable image (corrupt or truncated); re-extract it")
+    return img
+
+
+def write_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
+    """RGB uint8 (H, W, 3) as JPEG (quality ``quality``) or PNG, chosen by the suffix."""
+    import cv2
+
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"write_image expects uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    ext = Path(path).suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in (".jpg", ".jpeg") else []
+    write_bytes_atomic(path, _encode(np.ascontiguousarray(rgb[..., ::-1]), ext, params))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3)."""
+    import cv2
+
+    img = _decode(path, cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def write_label(path: str | Path, labels: np.ndarray) -> None:
+    """uint8 (H, W) label ids (or an 8-bit single-channel map such as edges) as PNG."""
+    if labels.dtype != np.uint8 or labels.ndim != 2:
+        raise ValueError(f"write_label expects uint8 (H, W), got {labels.dtype} {labels.shape}")
+    write_bytes_atomic(path, _encode(labels, ".png"))
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    import cv2
+
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim != 2 or img.dtype != np.uint8:
+        raise DatasetError(f"'{path}' should be a single-channel 8-bit PNG, got {img.dtype} {img.shape}")
+    return img
+
+
+def write_instance(path: str | Path, inst: np.ndarray) -> None:
+    """uint16 (H, W) instance ids as 16-bit PNG."""
+    if inst.dtype != np.uint16 or inst.ndim != 2:
+        raise ValueError(f"write_instance expects uint16 (H, W), got {inst.dtype} {inst.shape}")
+    write_bytes_atomic(path, _encode(inst, ".png"))
+
+
+def read_instance(path: str | Path) -> np.ndarray:
+    import cv2
+
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim != 2:
+        raise DatasetError(f"'{path}' should be a single-channel PNG, got shape {img.shape}")
+    return img.astype(np.uint16, copy=False)
+
+
+def write_flow(path: str | Path, flow: np.ndarray, conf: np.ndarray) -> None:
+    """Backward flow t→t-1 in pixels (H, W, 2) stored float16 + confidence uint8 (H, W), uncompressed npz."""
+    if flow.ndim != 3 or flow.shape[2] != 2 or conf.shape != flow.shape[:2]:
+        raise ValueError(f"write_flow expects flow (H, W, 2) and conf (H, W), got {flow.shape} {conf.shape}")
+    buf = io.BytesIO()
+    np.savez(buf, flow=flow.astype(np.float16), conf=conf.astype(np.uint8))
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def read_flow(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Return (flow float32 (H, W, 2), conf uint8 (H, W))."""
+    try:
+        with np.load(str(path), allow_pickle=False) as data:
+            return data["flow"].astype(np.float32), data["conf"]
+    except FileNotFoundError as exc:
+        raise DatasetError(f"missing file '{path}'") from exc
+    except (ValueError, KeyError, OSError, EOFError) as exc:
+        raise DatasetError(f"'{path}' is not a v2v flow file (npz with flow and conf): {exc}") from exc
