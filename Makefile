@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 $(VENV)/.v2v-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints-dev.txt -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.v2v-installed

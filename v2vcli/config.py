@@ -167,6 +167,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where} must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -337,9 +342,17 @@ def non_defaults(cfg: V2VConfig) -> set[str]:
     return out
 
 
+class _FlowListDumper(yaml.SafeDumper):
+    """Block style for mappings, flow style for lists (``size: [256, 128]``) so each key is on its own line."""
+
+
+_FlowListDumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+
+
 def dump_config(cfg: V2VConfig, mark_non_defaults: bool = False) -> str:
     """YAML text of ``cfg``; with ``mark_non_defaults`` each changed key gets a ``# changed`` comment."""
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+    text = yaml.dump(to_dict(cfg), Dumper=_FlowListDumper, sort_keys=False, default_flow_style=False)
     if not mark_non_defaults:
         return text
     changed = non_defaults(cfg)

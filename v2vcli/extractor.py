@@ -19,6 +19,7 @@ Heavy libraries (torch, cv2, mediapipe) are imported in ``__init__`` or ``proces
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, ClassVar
 
@@ -45,7 +46,7 @@ class FloatMaps:
     data: np.ndarray  # (H, W, C) float
 
 
-class Extractor:
+class Extractor(ABC):
     """Base class of extractors. Subclasses set ``kind``, ``backend``, ``outputs`` and usually ``Config``."""
 
     kind: ClassVar[str] = ""
@@ -74,9 +75,10 @@ class Extractor:
     def start_sequence(self, seq: str, fps: float, size: tuple[int, int]) -> None:
         """Reset per-sequence state. ``size`` is (W, H)."""
 
+    @abstractmethod
     def process(self, frame: np.ndarray, index: int) -> dict[str, Any]:
         """Return the outputs of RGB uint8 ``frame`` (H, W, 3), the ``index``-th frame of the sequence."""
-        raise NotImplementedError  # the base class is abstract; registered extractors override it
+        ...  # abstract: see the class docstring
 
     def close(self) -> None:
         """Release models and resources."""

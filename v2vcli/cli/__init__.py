@@ -12,9 +12,20 @@ import sys
 import traceback
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
+
+# Exceptions the command framework handles itself (usage errors exit 2, --help, Exit). Newer typer vendors click
+# and bases them on TyperException; older typer re-exports click's.
+_FRAMEWORK_EXC: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort)
+if hasattr(typer, "TyperException"):
+    _FRAMEWORK_EXC += (typer.TyperException,)
+try:  # pragma: no cover - only with typer releases that depend on click
+    import click as _click
+
+    _FRAMEWORK_EXC += (_click.ClickException, _click.exceptions.Exit, _click.Abort)
+except ImportError:
+    pass
 
 from v2vcli.errors import V2VError
 
@@ -26,15 +37,15 @@ state: dict[str, Any] = {"verbose": False, "quiet": False}
 class V2VGroup(TyperGroup):
     """Root group with v2v's single error handler."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _FRAMEWORK_EXC:
             raise
         except V2VError as exc:
             _report(exc, exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
+            typer.echo("Error: interrupted", err=True)
             sys.exit(130)
         except Exception as exc:  # unexpected: still one line unless --verbose
             _report(exc, 1, unexpected=True)
@@ -48,7 +59,7 @@ def _report(exc: BaseException, code: int, unexpected: bool = False) -> None:
     message = str(exc) or type(exc).__name__
     if unexpected:
         message = f"{type(exc).__name__}: {message}" + ("" if verbose else " (run with --verbose for details)")
-    click.echo(f"Error: {message}", err=True)
+    typer.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
 
@@ -95,6 +106,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app = build_app()
     except V2VError as exc:  # a broken plugin must still give one line
-        click.echo(f"Error: {exc}", err=True)
+        typer.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     app(args=argv, prog_name="v2v")

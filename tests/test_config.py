@@ -1,0 +1,129 @@
+"""Config: dataclass sections, YAML merge order, --set type checks, closest-key errors, `v2v config show`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+
+from v2vcli.config import dump_config, load_config, parse_set, to_dict
+from v2vcli.errors import ConfigError
+from v2vcli.hookspecs import hookimpl
+
+
+class ToyModel:
+    @dataclass(kw_only=True)
+    class Config:
+        name: str = "toy"
+        ngf: int = 8
+        norm: Literal["instance", "batch"] = "instance"
+        foreground: list[str] = field(default_factory=list)
+
+    @dataclass(kw_only=True)
+    class LossConfig:
+        lambda_feat: float = 10.0
+
+
+class ToyPlugin:
+    __name__ = "toy"
+
+    @hookimpl
+    def v2v_register_models(self, register: Any) -> None:
+        register("toy", ToyModel)
+
+
+@pytest.fixture
+def toy(register_plugin: Any) -> None:
+    register_plugin(ToyPlugin())
+
+
+def write(tmp_path: Path, name: str, data: Any) -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_precedence_defaults_files_set_flags(tmp_path: Path, toy: None) -> None:
+    a = write(tmp_path, "a.yaml", {"model": {"name": "toy", "ngf": 16}, "seed": 1, "optim": {"lr": 1e-3}})
+    b = write(tmp_path, "b.yaml", {"model": {"ngf": 32}, "train": {"max_steps": 5}})
+    cfg = load_config([a, b], ["model.ngf=64", "optim.lr=5e-4"], overrides={"train": {"max_steps": 9}})
+    assert cfg.model.ngf == 64 and cfg.seed == 1 and cfg.optim.lr == 5e-4 and cfg.train.max_steps == 9
+    assert cfg.optim.beta1 == 0.5  # default kept
+    cfg2 = load_config([b, a])  # later file wins
+    assert cfg2.model.ngf == 16
+
+
+def test_types_are_checked(tmp_path: Path, toy: None) -> None:
+    base = write(tmp_path, "a.yaml", {"model": {"name": "toy"}})
+    with pytest.raises(ConfigError, match="train.max_steps must be an integer"):
+        load_config([base], ["train.max_steps=abc"])
+    with pytest.raises(ConfigError, match="must be one of"):
+        load_config([base], ["model.norm=group"])
+    with pytest.raises(ConfigError, match="must have 2 values"):
+        load_config([base], ["data.size=[1,2,3]"])
+    cfg = load_config([base], ["data.size=[128, 64]", "optim.lr=1", "model.foreground=[car]"])
+    assert cfg.data.size == (128, 64) and cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.model.foreground == ["car"]
+
+
+def test_unknown_keys_name_the_closest(tmp_path: Path, toy: None) -> None:
+    base = write(tmp_path, "a.yaml", {"model": {"name": "toy"}})
+    with pytest.raises(ConfigError, match="unknown config key 'model.ngff'.*did you mean 'ngf'"):
+        load_config([base], ["model.ngff=3"])
+    with pytest.raises(ConfigError, match="did you mean 'train'"):
+        load_config([write(tmp_path, "b.yaml", {"trian": {}})])
+    with pytest.raises(ConfigError, match="did you mean 'lambda_feat'"):
+        load_config([base], ["loss.lambda_fet=1"])
+
+
+def test_bad_files(tmp_path: Path, toy: None) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config([tmp_path / "missing.yaml"])
+    with pytest.raises(ConfigError, match="cannot parse config file .* line"):
+        load_config([write(tmp_path, "bad.yaml", "model: [unclosed\n")])
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config([write(tmp_path, "list.yaml", "- 1\n- 2\n")])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_set("novalue")
+
+
+def test_dump_marks_non_defaults_and_round_trips(tmp_path: Path, toy: None) -> None:
+    cfg = load_config([write(tmp_path, "a.yaml", {"model": {"name": "toy", "ngf": 12}})], ["seed=3"])
+    text = dump_config(cfg, mark_non_defaults=True)
+    assert "ngf: 12  # changed" in text and "seed: 3  # changed" in text
+    assert "lr: 0.0002\n" in text  # unchanged keys unmarked
+    again = load_config([write(tmp_path, "dump.yaml", dump_config(cfg))])
+    assert to_dict(again) == to_dict(cfg)
+
+
+def test_config_show_cli(tmp_path: Path, toy: None, cli: Any) -> None:
+    path = write(tmp_path, "a.yaml", {"model": {"name": "toy"}})
+    result = cli("config", "show", "--config", path, "--set", "train.seed=3")
+    # seed lives at the top level, so train.seed is an unknown key with a suggestion
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("Error: unknown config key 'train.seed'")
+    result = cli("config", "show", "--config", path, "--set", "seed=3", "--set", "model.ngf=4")
+    assert result.exit_code == 0, result.output
+    assert "ngf: 4  # changed" in result.output
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("model: [unclosed\n", "cannot parse config file"),
+    ("model:\n  name: toy\n  ngff: 2\n", "did you mean 'ngf'"),
+    ("model:\n  name: toy\n  ngf: lots\n", "model.ngf must be an integer"),
+])
+def test_bad_config_is_one_line_error(tmp_path: Path, toy: None, cli: Any, content: str, needle: str) -> None:
+    path = write(tmp_path, "c.yaml", content)
+    result = cli("config", "show", "--config", path)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_file_cli(tmp_path: Path, toy: None, cli: Any) -> None:
+    result = cli("config", "show", "--config", tmp_path / "nope.yaml")
+    assert result.exit_code == 1 and "does not exist" in result.output

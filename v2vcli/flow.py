@@ -1,0 +1,59 @@
+"""The optical-flow estimator contract shared by extraction, training (on-the-fly flow) and metrics.
+
+Estimators register through ``v2v_register_flow_estimators`` as ``register(name, cls)``. Convention (fixed):
+``estimator.backward(cur, prev)`` returns the backward flow t→t-1 in pixels, (H, W, 2) float32 (dx, dy), such that
+``v2vcli.warp.warp_numpy(prev, flow) ≈ cur`` on non-occluded pixels.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["FlowEstimator", "NoFlowOptions", "forward_backward_confidence"]
+
+
+@dataclass(kw_only=True)
+class NoFlowOptions:
+    """Config of an estimator without options."""
+
+
+def forward_backward_confidence(flow_bw: np.ndarray, flow_fw: np.ndarray, alpha: float = 0.01,
+                                beta: float = 0.5) -> np.ndarray:
+    """Occlusion test of Sundaram et al. (2010) as used by Lai et al. (2018); returns uint8 confidence (255 = ok).
+
+    ``flow_bw`` maps t→t-1 and ``flow_fw`` maps t-1→t. A pixel p of frame t is consistent when following
+    ``flow_bw`` to t-1 and ``flow_fw`` back lands near p:
+    |w_bw + w_fw(p + w_bw)|² < alpha (|w_bw|² + |w_fw(p + w_bw)|²) + beta.
+    """
+    from v2vcli.warp import warp_numpy
+
+    fw_at = warp_numpy(flow_fw, flow_bw)  # flow_fw sampled at p + flow_bw(p)
+    diff = np.sum((flow_bw + fw_at) ** 2, axis=-1)
+    mag = np.sum(flow_bw**2, axis=-1) + np.sum(fw_at**2, axis=-1)
+    ok = diff < alpha * mag + beta
+    return (ok * 255).astype(np.uint8)
+
+
+class FlowEstimator(ABC):
+    """Base class: subclasses set ``name`` and implement :meth:`backward`."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = NoFlowOptions
+
+    def __init__(self, config: Any = None, device: str = "cpu") -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = device
+
+    @abstractmethod
+    def backward(self, cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        """Backward flow t→t-1, (H, W, 2) float32 pixels, of RGB uint8 frames ``cur`` = x_t and ``prev`` = x_{t-1}."""
+
+    def with_confidence(self, cur: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backward flow and its forward-backward confidence (uint8, 255 = consistent)."""
+        bw = self.backward(cur, prev)
+        fw = self.backward(prev, cur)
+        return bw, forward_backward_confidence(bw, fw)
