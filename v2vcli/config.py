@@ -51,6 +51,7 @@ class DataConfig:
     n_frames_start: int = 0  # clip length at the start of training; 0 = n_frames_total (no doubling)
     max_t_step: int = 1  # random temporal stride 1..max_t_step
     batch_size: int = 1
+    clips_per_sequence: int = 1  # clips drawn from each sequence per epoch (an epoch is sequences × this)
     num_workers: int = 2
     flip: bool = True
     scale_range: tuple[float, float] = (1.0, 1.0)  # random zoom before the crop

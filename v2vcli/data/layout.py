@@ -23,6 +23,9 @@ __all__ = [
     "LabelSet",
     "Dataset",
     "frame_name",
+    "CITYSCAPES_CLASSES",
+    "cityscapes_label_set",
+    "generic_label_set",
 ]
 
 # File extension of each known modality; a new kind from a plugin defaults to .png.
@@ -96,6 +99,38 @@ class LabelSet:
             return cls(str(data.get("name", "custom")), classes, data.get("ignore_id"))
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"malformed label set ({exc}); expected {{name, classes: [{{id, name, color}}]}}") from exc
+
+
+# Cityscapes label ids with their official names and colours (cityscapesScripts, MIT). The official "license
+# plate" (id -1) takes id 34, giving the 35 classes (label_nc) of vid2vid's street presets.
+CITYSCAPES_CLASSES: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
+    (0, "unlabeled", (0, 0, 0)), (1, "ego vehicle", (0, 0, 0)), (2, "rectification border", (0, 0, 0)),
+    (3, "out of roi", (0, 0, 0)), (4, "static", (0, 0, 0)), (5, "dynamic", (111, 74, 0)),
+    (6, "ground", (81, 0, 81)), (7, "road", (128, 64, 128)), (8, "sidewalk", (244, 35, 232)),
+    (9, "parking", (250, 170, 160)), (10, "rail track", (230, 150, 140)), (11, "building", (70, 70, 70)),
+    (12, "wall", (102, 102, 156)), (13, "fence", (190, 153, 153)), (14, "guard rail", (180, 165, 180)),
+    (15, "bridge", (150, 100, 100)), (16, "tunnel", (150, 120, 90)), (17, "pole", (153, 153, 153)),
+    (18, "polegroup", (153, 153, 153)), (19, "traffic light", (250, 170, 30)), (20, "traffic sign", (220, 220, 0)),
+    (21, "vegetation", (107, 142, 35)), (22, "terrain", (152, 251, 152)), (23, "sky", (70, 130, 180)),
+    (24, "person", (220, 20, 60)), (25, "rider", (255, 0, 0)), (26, "car", (0, 0, 142)), (27, "truck", (0, 0, 70)),
+    (28, "bus", (0, 60, 100)), (29, "caravan", (0, 0, 90)), (30, "trailer", (0, 0, 110)),
+    (31, "train", (0, 80, 100)), (32, "motorcycle", (0, 0, 230)), (33, "bicycle", (119, 11, 32)),
+    (34, "license plate", (0, 0, 142)),
+)
+
+
+def cityscapes_label_set() -> LabelSet:
+    """The 35 Cityscapes label ids (0..34) with names and colours."""
+    return LabelSet("cityscapes", [LabelClass(i, name, color) for i, name, color in CITYSCAPES_CLASSES])
+
+
+def generic_label_set(num_classes: int, name: str = "generic") -> LabelSet:
+    """Ids 0..num_classes-1 named ``class_<id>`` with distinct preview colours."""
+    from v2vcli.io.preview import label_palette
+
+    pal = label_palette(256)
+    return LabelSet(name, [LabelClass(i, f"class_{i}", tuple(int(v) for v in pal[i % 256]))  # type: ignore[misc]
+                           for i in range(num_classes)])
 
 
 class Dataset:

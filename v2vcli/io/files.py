@@ -33,6 +33,10 @@ __all__ = [
     "read_instance",
     "write_flow",
     "read_flow",
+    "write_float_maps",
+    "read_float_maps",
+    "encode_image",
+    "decode_image",
 ]
 
 
@@ -97,15 +101,33 @@ def _decode(path: str | Path, flags: int) -> np.ndarray:
     return img
 
 
-def write_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
-    """RGB uint8 (H, W, 3) as JPEG (quality ``quality``) or PNG, chosen by the suffix."""
+def encode_image(rgb: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
+    """The bytes of RGB uint8 (H, W, 3) encoded as ``ext`` (".jpg"/".jpeg" with ``quality``, or ".png")."""
     import cv2
 
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"write_image expects uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
-    ext = Path(path).suffix.lower()
+        raise ValueError(f"encode_image expects uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in (".jpg", ".jpeg") else []
-    write_bytes_atomic(path, _encode(np.ascontiguousarray(rgb[..., ::-1]), ext, params))
+    return _encode(np.ascontiguousarray(rgb[..., ::-1]), ext, params)
+
+
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """RGB uint8 (H, W, 3) from encoded image bytes (what a reader of the written file gets)."""
+    import cv2
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise DatasetError(f"'{name}' is not a readable image (corrupt or truncated)")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def write_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
+    """RGB uint8 (H, W, 3) as JPEG (quality ``quality``) or PNG, chosen by the suffix."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"write_image expects uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    write_bytes_atomic(path, encode_image(rgb, Path(path).suffix, quality))
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -166,3 +188,27 @@ def read_flow(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"missing file '{path}'") from exc
     except (ValueError, KeyError, OSError, EOFError) as exc:
         raise DatasetError(f"'{path}' is not a v2v flow file (npz with flow and conf): {exc}") from exc
+
+
+def write_float_maps(path: str | Path, data: np.ndarray) -> None:
+    """Multi-channel float maps (H, W, C) stored float16 in an uncompressed npz under the key ``data``.
+
+    ``np.savez`` stamps every member with the same fixed date, so equal arrays give equal bytes (resume and
+    multi-worker runs are compared byte for byte).
+    """
+    if data.ndim != 3:
+        raise ValueError(f"write_float_maps expects (H, W, C), got {data.shape}")
+    buf = io.BytesIO()
+    np.savez(buf, data=data.astype(np.float16))
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def read_float_maps(path: str | Path) -> np.ndarray:
+    """Return the (H, W, C) float32 maps written by :func:`write_float_maps`."""
+    try:
+        with np.load(str(path), allow_pickle=False) as data:
+            return data["data"].astype(np.float32)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"missing file '{path}'") from exc
+    except (ValueError, KeyError, OSError, EOFError) as exc:
+        raise DatasetError(f"'{path}' is not a v2v float-map file (npz with data): {exc}") from exc

@@ -1,0 +1,694 @@
+"""The generic extraction runner every extractor plugin uses (``v2v extract KIND INPUT...``).
+
+For each input sequence the runner decodes the video once (or reads the dataset's stored frames), writes
+``frames/<seq>/`` (JPEG q95 by default), feeds every frame to the extractor in order (per-sequence state is reset
+by ``start_sequence``), writes what ``process`` returns under ``DATASET/<output>/<seq>/`` (see
+:mod:`v2vcli.extractor`) and records the sequence in meta/frames.json and meta/<kind>.json.
+
+* The extractor always sees the frame as stored (a JPEG is decoded from the bytes just written), so a run that
+  reuses stored frames, a resumed run and an uninterrupted run compute from identical pixels.
+* Resume: a sequence is finished once its entry is in meta/<kind>.json, written after all its files. Finished
+  sequences are skipped; an unfinished one is deleted and recomputed from frame 0 (trackers carry state).
+* ``workers=N``: N spawned processes take sequences from a queue, each with its own extractor instance; results
+  are identical to one worker (meta files list sequences sorted, per-frame files do not depend on scheduling).
+* torchrun: with ``RANK``/``WORLD_SIZE`` set, rank r takes input sequences i with i % WORLD_SIZE == r (launch with
+  ``torchrun --nnodes N --nproc-per-node P --no-python v2v extract ...``, or set the variables yourself). Meta
+  files are updated under an exclusive ``flock`` on meta/.lock, so ranks and workers never lose each other's
+  entries (the dataset must be on a file system with working flock, e.g. local disk or NFSv4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import time
+import traceback
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+
+from v2vcli import errors
+from v2vcli.data.layout import Dataset, frame_name
+from v2vcli.errors import ConfigError, DatasetError, PluginError, V2VError, VideoError, did_you_mean
+from v2vcli.extractor import Extractor, FloatMaps, FlowField
+
+__all__ = [
+    "InputSource",
+    "SequenceReport",
+    "ExtractionReport",
+    "FRAME_FORMATS",
+    "resolve_inputs",
+    "build_config",
+    "config_fields",
+    "dist_env",
+    "shard",
+    "run_extraction",
+]
+
+log = logging.getLogger(__name__)
+
+FRAME_FORMATS = ("jpg", "png")
+JPEG_QUALITY = 95
+
+
+# --------------------------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputSource:
+    """One input sequence: ``seq`` is its name in the dataset (a video's stem, a folder's name)."""
+
+    seq: str
+    path: Path
+    kind: Literal["video", "folder", "dataset"]  # dataset: DATASET/frames/<seq> listed in DATASET/meta/frames.json
+    dataset_root: Path | None = None
+
+
+def _has_images(folder: Path) -> bool:
+    from v2vcli.io.video import IMAGE_SUFFIXES
+
+    return any(p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") for p in folder.iterdir()
+               if p.is_file())
+
+
+def _dataset_of_seq_folder(folder: Path) -> Path | None:
+    root = folder.parent.parent
+    if folder.parent.name != "frames" or not (root / "meta" / "frames.json").is_file():
+        return None
+    try:
+        return root if folder.name in Dataset(root).frames_meta()["sequences"] else None
+    except DatasetError:
+        return None
+
+
+def resolve_inputs(inputs: Sequence[str | Path]) -> list[InputSource]:
+    """Expand INPUT arguments: a video file, a frame folder, a dataset sequence folder, a dataset, or a folder of
+    videos and frame folders (sorted by name). Two inputs giving one sequence name is an error."""
+    from v2vcli.io.video import VIDEO_SUFFIXES
+
+    if not inputs:
+        raise ConfigError("no INPUT given; pass videos, frame folders or a folder of them")
+    found: list[InputSource] = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise VideoError(f"input '{path}' does not exist")
+        if path.is_file():
+            found.append(InputSource(path.stem, path, "video"))
+        elif (path / "meta" / "frames.json").is_file():
+            for seq in Dataset(path).sequences():
+                found.append(InputSource(seq, path / "frames" / seq, "dataset", path))
+        elif _has_images(path):
+            root = _dataset_of_seq_folder(path)
+            found.append(InputSource(path.name, path, "dataset" if root else "folder", root))
+        else:
+            before = len(found)
+            for child in sorted(path.iterdir(), key=lambda p: p.name):
+                if child.name.startswith("."):
+                    continue
+                if child.is_file() and child.suffix.lower() in VIDEO_SUFFIXES:
+                    found.append(InputSource(child.stem, child, "video"))
+                elif child.is_dir() and _has_images(child):
+                    root = _dataset_of_seq_folder(child)
+                    found.append(InputSource(child.name, child, "dataset" if root else "folder", root))
+            if len(found) == before:
+                raise VideoError(f"'{path}' holds no videos, frames or frame folders")
+    seen: dict[str, Path] = {}
+    for src in found:
+        if src.seq in seen:
+            raise DatasetError(f"two inputs give sequence '{src.seq}': '{seen[src.seq]}' and '{src.path}'; rename "
+                               f"one (the sequence name is the video's stem or the folder's name)")
+        seen[src.seq] = src.path
+    return found
+
+
+# --------------------------------------------------------------------------------------------------------------
+# options
+# --------------------------------------------------------------------------------------------------------------
+def config_fields(config_cls: type) -> dict[str, tuple[Any, Any, str]]:
+    """``{name: (type, default, help)}`` of an extractor Config dataclass (help from ``field(metadata=...)``)."""
+    if not is_dataclass(config_cls):
+        return {}
+    hints = get_type_hints(config_cls)
+    out: dict[str, tuple[Any, Any, str]] = {}
+    for f in fields(config_cls):
+        if not f.init:
+            continue
+        default: Any = f.default
+        if default is MISSING and f.default_factory is not MISSING:
+            default = f.default_factory()
+        out[f.name] = (hints.get(f.name, Any), None if default is MISSING else default, f.metadata.get("help", ""))
+    return out
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if value is None:
+        return None
+    if origin is Union or origin is types.UnionType:
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(name, non_none[0], value) if len(non_none) == 1 else value
+    if origin is Literal:
+        if value not in args and str(value) not in [str(a) for a in args]:
+            raise ConfigError(f"option '{name}' must be one of {', '.join(map(str, args))}, got '{value}'")
+        return next(a for a in args if a == value or str(a) == str(value))
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if tp in (int, float, str):
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return tp(value)
+        if origin in (list, tuple) and isinstance(value, (list, tuple)):
+            item = args[0] if args else Any
+            items = [_coerce(name, item, v) if item is not Any else v for v in value]
+            return items if origin is list else tuple(items)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"option '{name}' expects {getattr(tp, '__name__', tp)}, got {value!r}") from exc
+    return value
+
+
+def build_config(cls: type, options: Mapping[str, Any] | None) -> Any:
+    """An instance of ``cls.Config`` from ``options`` (dashes or underscores); unknown names are errors."""
+    config_cls = getattr(cls, "Config", None)
+    spec = config_fields(config_cls) if config_cls is not None else {}
+    values: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        name = key.replace("-", "_")
+        if name not in spec:
+            where = f"extractor '{cls.kind}/{cls.backend}'"
+            raise ConfigError(f"{where} has no option '{key}'{did_you_mean(name, spec) if spec else ' (it has none)'}")
+        values[name] = _coerce(name, spec[name][0], value)
+    try:
+        return config_cls(**values) if config_cls is not None else None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad options for '{cls.kind}/{cls.backend}': {exc}") from exc
+
+
+def _options_dict(config: Any) -> dict[str, Any]:
+    """Options as JSON would store them (tuples become lists), so a recorded and a new run compare equal."""
+    raw = asdict(config) if is_dataclass(config) else {}
+    return json.loads(json.dumps(raw, default=str))  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# distributed
+# --------------------------------------------------------------------------------------------------------------
+def dist_env() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's RANK/WORLD_SIZE (0, 1 when unset)."""
+    try:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError as exc:
+        raise ConfigError(f"RANK/WORLD_SIZE must be integers ({exc})") from exc
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} is not in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+    return rank, world
+
+
+def shard(items: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """The items of ``rank``: every ``world``-th from index ``rank``."""
+    return [item for i, item in enumerate(items) if i % world == rank]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# reports
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class SequenceReport:
+    seq: str
+    status: Literal["extracted", "skipped"]
+    frames: int
+    seconds: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class ExtractionReport:
+    """What one run (one rank) did."""
+
+    kind: str
+    backend: str
+    dataset: Path
+    rank: int = 0
+    world_size: int = 1
+    workers: int = 1
+    sequences: list[SequenceReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        """Frames extracted by this run (skipped sequences not counted)."""
+        return sum(s.frames for s in self.sequences if s.status == "extracted")
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "backend": self.backend, "dataset": str(self.dataset), "rank": self.rank,
+                "world_size": self.world_size, "workers": self.workers, "frames": self.frames,
+                "seconds": round(self.seconds, 3), "frames_per_second": round(self.fps, 2),
+                "sequences": [asdict(s) for s in self.sequences]}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# per-sequence work (runs in the main process or a worker)
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Context:
+    root: Path
+    kind: str
+    backend: str
+    plugin: str
+    cls: type
+    config: Any
+    device: str
+    frames_ext: str  # ".jpg" or ".png" for frames this run writes
+
+
+@dataclass(frozen=True)
+class _Job:
+    seq: str
+    source: str  # what frames.json records (absolute path)
+    stored: bool  # frames already complete in DATASET/frames/<seq>: read them, write none
+    count: int | None  # known or estimated number of frames (progress)
+    stored_ext: str
+    frame_options: dict[str, Any]  # resize/fps/start/end as given
+
+
+@contextmanager
+def _meta_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock for read-modify-write of meta files, shared by workers, ranks and concurrent commands."""
+    meta = root / "meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    with open(meta / ".lock", "a+") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: one process at a time is the user's job
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            # meta files are only written under this lock, so a temp file seen now is a killed writer's leftover
+            for stale in meta.glob(".*.tmp.json"):
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_outputs(ctx: _Context, seq: str, index: int, outputs: Mapping[str, Any], declared: tuple[str, ...],
+                   size: tuple[int, int]) -> list[str]:
+    """Write one frame's outputs; returns the output folders written. Declared outputs must all be there; an
+    extractor may add optional ones (e.g. previews)."""
+    from v2vcli.io.files import write_flow, write_float_maps, write_image, write_instance, write_json, write_label
+
+    who = f"extractor '{ctx.kind}/{ctx.backend}'"
+    if not isinstance(outputs, Mapping):
+        raise PluginError(f"{who} returned {type(outputs).__name__} from process(); it must return a dict of "
+                          f"outputs {declared}")
+    w, h = size
+    written = []
+    for name, value in outputs.items():
+        base = name[:-5] if name.endswith(".json") else name
+        if not base or "/" in base or base in ("meta", "frames") or base.startswith("."):
+            raise PluginError(f"{who} returned output '{name}', which is not a valid folder name")
+        written.append(base)
+        stem = ctx.root / base / seq / frame_name(index, "")
+        if name.endswith(".json"):
+            write_json(stem.with_suffix(".json"), value)
+            continue
+        arr = value.flow if isinstance(value, FlowField) else value.data if isinstance(value, FloatMaps) else value
+        if not isinstance(arr, np.ndarray):
+            raise PluginError(f"{who} returned {type(value).__name__} for '{name}'; expected a numpy array, "
+                              f"FlowField or FloatMaps")
+        if arr.shape[:2] != (h, w):
+            raise PluginError(f"{who} returned '{name}' of shape {arr.shape} for a {w}x{h} frame")
+        if isinstance(value, FlowField):
+            write_flow(stem.with_suffix(".npz"), value.flow, value.conf)
+        elif isinstance(value, FloatMaps):
+            write_float_maps(stem.with_suffix(".npz"), value.data)
+        elif arr.ndim == 2 and arr.dtype == np.uint8:
+            write_label(stem.with_suffix(".png"), arr)
+        elif arr.ndim == 2 and arr.dtype == np.uint16:
+            write_instance(stem.with_suffix(".png"), arr)
+        elif arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
+            write_image(stem.with_suffix(".png"), arr)
+        else:
+            raise PluginError(f"{who} returned '{name}' as {arr.dtype} {arr.shape}; write uint8 (H, W), uint16 "
+                              f"(H, W), uint8 (H, W, 3), FlowField or FloatMaps")
+    missing = [n for n in declared if n not in written]
+    if missing:
+        raise PluginError(f"{who} did not return {missing} for frame {index} of '{seq}' (its outputs are "
+                          f"{list(declared)})")
+    return written
+
+
+def _stored_frames(root: Path, seq: str, count: int, ext: str) -> Iterator[np.ndarray]:
+    from v2vcli.io.files import read_image
+
+    for i in range(count):
+        yield read_image(root / "frames" / seq / frame_name(i, ext))
+
+
+def _remove_partial(ctx: _Context, job: _Job, outputs: Sequence[str]) -> None:
+    dirs = [ctx.root / name / job.seq for name in outputs]
+    if not job.stored:
+        dirs.append(ctx.root / "frames" / job.seq)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Callable[[int], None]) -> SequenceReport:
+    from v2vcli.io.files import decode_image, encode_image, write_bytes_atomic, write_json
+    from v2vcli.io.video import open_video
+
+    t0 = time.perf_counter()
+    ds = Dataset(ctx.root)
+    declared = tuple(extractor.outputs)  # an instance may narrow or widen its class's outputs from its config
+    earlier = (ds.kind_meta(ctx.kind) or {}).get("outputs", []) if ds.meta_path(ctx.kind).is_file() else []
+    outputs: list[str] = list(dict.fromkeys([*declared, *ctx.cls.outputs, *earlier]))
+    _remove_partial(ctx, job, outputs)  # an interrupted earlier run may have left some of this sequence's files
+    reader = None
+    if job.stored:
+        meta = Dataset(ctx.root).frames_meta()["sequences"][job.seq]
+        fps, size, n_stored = float(meta["fps"]), (int(meta["size"][0]), int(meta["size"][1])), int(meta["count"])
+        frames: Iterator[np.ndarray] = _stored_frames(ctx.root, job.seq, n_stored, job.stored_ext)
+    else:
+        opts = job.frame_options
+        reader = open_video(job.source, fps=opts["fps"], start=opts["start"], end=opts["end"],
+                            resize=tuple(opts["resize"]) if opts["resize"] else None)  # type: ignore[arg-type]
+        fps, size = reader.fps, reader.size
+        frames = iter(reader)
+    count = 0
+    try:
+        extractor.start_sequence(job.seq, fps, size)
+        for index, frame in enumerate(frames):
+            if not job.stored:
+                data = encode_image(frame, ctx.frames_ext, JPEG_QUALITY)
+                path = ctx.root / "frames" / job.seq / frame_name(index, ctx.frames_ext)
+                write_bytes_atomic(path, data)
+                if ctx.frames_ext != ".png":  # the extractor sees what a reader of the dataset will see
+                    frame = decode_image(data, str(path))
+            try:
+                result = extractor.process(frame, index)
+            except V2VError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"extractor '{ctx.kind}/{ctx.backend}' failed on frame {index} of '{job.seq}': "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            for name in _write_outputs(ctx, job.seq, index, result, declared, size):
+                if name not in outputs:
+                    outputs.append(name)
+            count += 1
+            progress(1)
+    except BaseException:
+        _remove_partial(ctx, job, outputs)
+        raise
+    finally:
+        if reader is not None:
+            reader.close()
+    with _meta_lock(ctx.root):
+        if not job.stored:
+            fm = ds.frames_meta() if ds.exists() else {"format": ctx.frames_ext[1:], "sequences": {}}
+            seqs = dict(fm.get("sequences", {}))
+            seqs[job.seq] = {"fps": fps, "size": [size[0], size[1]], "count": count, "source": job.source,
+                             "options": job.frame_options}
+            fm["sequences"] = dict(sorted(seqs.items()))
+            ds.write_frames_meta(fm)
+        km = ds.kind_meta(ctx.kind) or {}
+        header: dict[str, Any] = {"kind": ctx.kind, "extractor": f"{ctx.cls.__module__}.{ctx.cls.__qualname__}",
+                                  "plugin": ctx.plugin, "backend": ctx.backend, "version": str(ctx.cls.version),
+                                  "outputs": [], "options": extractor.options()}
+        label_set = extractor.label_set()
+        if label_set is not None:
+            header["label_set"] = label_set.to_dict()
+        header.update(extractor.meta())
+        written = [n for n in outputs if (ctx.root / n / job.seq).is_dir()]
+        header["outputs"] = list(dict.fromkeys([*declared, *km.get("outputs", []), *written]))
+        seqs = dict(km.get("sequences", {}))
+        seqs[job.seq] = {"count": count}
+        write_json(ds.meta_path(ctx.kind), json.loads(json.dumps({**header, "sequences": dict(sorted(seqs.items()))},
+                                                                 default=str)))
+    seconds = time.perf_counter() - t0
+    log.info("%s: %s %d frames (%.1f frames/s)", job.seq, ctx.kind, count, count / seconds if seconds else 0.0)
+    return SequenceReport(job.seq, "extracted", count, round(seconds, 3), job.source)
+
+
+def _error_payload(exc: BaseException) -> tuple[str, str, str]:
+    return type(exc).__name__, str(exc), "".join(traceback.format_exception(exc))
+
+
+def _worker_main(ctx: _Context, jobs: Any, out: Any, worker_id: int, threads: int) -> None:
+    """Body of a worker process: one extractor instance, sequences from ``jobs`` until a ``None``."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import sys
+
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+        extractor = ctx.cls(ctx.config, ctx.device)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        out.put(("error", worker_id, _error_payload(exc)))
+        return
+    try:
+        while (job := jobs.get()) is not None:
+            report = _run_sequence(ctx, job, extractor, lambda n: out.put(("progress", worker_id, n)))
+            out.put(("done", worker_id, report))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        out.put(("error", worker_id, _error_payload(exc)))
+    finally:
+        extractor.close()
+        out.put(("exit", worker_id, None))
+
+
+def _raise_from_worker(payload: tuple[str, str, str], ctx: _Context) -> None:
+    name, message, tb = payload
+    log.debug("worker traceback:\n%s", tb)
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, V2VError):
+        raise cls(message)
+    raise PluginError(f"extractor '{ctx.kind}/{ctx.backend}' failed in a worker process: {name}: {message}")
+
+
+def _run_parallel(ctx: _Context, jobs: list[_Job], workers: int, progress: Callable[[int], None]) -> list[
+        SequenceReport]:
+    import multiprocessing as mp
+    import pickle
+
+    try:
+        pickle.dumps((ctx.cls, ctx.config))
+    except Exception as exc:
+        raise PluginError(f"extractor class {ctx.cls.__qualname__} cannot be sent to worker processes ({exc}); "
+                          f"define it at module level, or use --workers 1") from exc
+    spawn = mp.get_context("spawn")  # fork is unsafe once torch/OpenMP threads exist
+    job_q, out_q = spawn.Queue(), spawn.Queue()
+    for job in jobs:
+        job_q.put(job)
+    for _ in range(workers):
+        job_q.put(None)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = [spawn.Process(target=_worker_main, args=(ctx, job_q, out_q, i, threads), daemon=True,
+                           name=f"v2v-extract-{i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+    reports: list[SequenceReport] = []
+    running = set(range(workers))
+    try:
+        while running:
+            try:
+                what, wid, payload = out_q.get(timeout=1.0)
+            except queue.Empty:
+                for i in list(running):
+                    code = procs[i].exitcode
+                    if code is not None and code != 0:
+                        raise PluginError(f"extraction worker {i} died (exit code {code}); run with --workers 1 "
+                                          f"to see the error")
+                continue
+            if what == "progress":
+                progress(payload)
+            elif what == "done":
+                reports.append(payload)
+            elif what == "error":
+                _raise_from_worker(payload, ctx)
+            elif what == "exit":
+                running.discard(wid)
+    finally:
+        for p in procs:
+            if p.is_alive() and running:
+                p.terminate()
+            p.join(timeout=10)
+    return reports
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the runner
+# --------------------------------------------------------------------------------------------------------------
+def _fmt_options(opts: Mapping[str, Any]) -> str:
+    parts = []
+    if opts.get("resize"):
+        parts.append(f"--resize {opts['resize'][0]}x{opts['resize'][1]}")
+    for key in ("fps", "start", "end"):
+        if opts.get(key) is not None:
+            parts.append(f"--{key} {opts[key]:g}")
+    return " ".join(parts) or "no frame options"
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int | None, description: str) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
+        TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class FramesPerSecond(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.1f} frames/s" if task.speed else "- frames/s")
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), FramesPerSecond(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path, *, backend: str | None = None,
+                   options: Mapping[str, Any] | None = None, workers: int = 1, resize: tuple[int, int] | None = None,
+                   fps: float | None = None, start: float | None = None, end: float | None = None,
+                   device: str = "cpu", frames_format: str | None = "jpg", progress: bool | None = None,
+                   overwrite: bool = False) -> ExtractionReport:
+    """Extract ``kind`` from ``inputs`` into ``dataset`` (see the module docstring).
+
+    ``frames_format`` is "jpg" or "png" for frames this run writes (None: the dataset's format, else jpg);
+    ``progress`` None shows a bar only on a terminal; ``overwrite`` deletes earlier results of ``kind`` first.
+    """
+    from v2vcli.io.video import open_video
+    from v2vcli.registry import get_registry
+
+    t0 = time.perf_counter()
+    registry = get_registry()
+    cls = registry.get_extractor(kind, backend)
+    backend = backend or registry.default_backend(kind)
+    plugin = registry.extractors()[f"{kind}/{backend}"].plugin
+    config = build_config(cls, options)
+    options_json = _options_dict(config)
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if fps is not None and not fps > 0:
+        raise ConfigError(f"--fps must be positive, got {fps}")
+    if start is not None and start < 0:
+        raise ConfigError(f"--start must be >= 0, got {start}")
+    if end is not None and end <= (start or 0.0):
+        raise ConfigError(f"--end ({end}) must be after --start ({start or 0.0})")
+    if resize is not None and (len(resize) != 2 or 0 in resize or min(resize) < -1 or resize == (-1, -1)):
+        raise ConfigError(f"--resize must be W×H with positive sides (one may be -1), got {resize}")
+    rank, world = dist_env()
+    if overwrite and world > 1:
+        raise ConfigError("--overwrite cannot be used with several ranks; delete the old results first")
+    if device.startswith("cuda") and ":" not in device and world > 1:
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+
+    root = Path(dataset)
+    ds = Dataset(root)
+    fm = ds.frames_meta() if ds.exists() else {"sequences": {}}
+    stored_fmt = str(fm.get("format", "jpg"))
+    if frames_format is None:
+        frames_format = stored_fmt if ds.exists() else "jpg"
+    if frames_format not in FRAME_FORMATS:
+        raise ConfigError(f"--frames-format must be one of {', '.join(FRAME_FORMATS)}, got '{frames_format}'")
+
+    km = ds.kind_meta(kind) if ds.meta_path(kind).is_file() else None
+    if km and not overwrite:
+        was = (km.get("backend"), str(km.get("version")), km.get("options"))
+        now = (backend, str(cls.version), options_json)
+        if was != now:
+            raise DatasetError(f"'{root}' holds '{kind}' from backend '{was[0]}' version {was[1]} with options "
+                               f"{json.dumps(was[2])}; this run uses backend '{now[0]}' version {now[1]} with "
+                               f"options {json.dumps(now[2])}. Use the same settings to add sequences, or pass "
+                               f"--overwrite to re-extract every '{kind}' sequence")
+    done = set((km or {}).get("sequences", {})) if not overwrite else set()
+
+    sources = shard(resolve_inputs(inputs), rank, world)
+    frame_options = {"resize": list(resize) if resize else None, "fps": fps, "start": start, "end": end}
+    given = any(v is not None for v in frame_options.values())
+    jobs: list[_Job] = []
+    reports: list[SequenceReport] = []
+    for src in sources:
+        own = src.kind == "dataset" and src.dataset_root is not None and src.dataset_root.resolve() == root.resolve()
+        entry = fm["sequences"].get(src.seq)
+        if own and given:
+            raise ConfigError(f"--resize/--fps/--start/--end do not apply to '{src.seq}', whose frames are already "
+                              f"in '{root}'; extract from the original video into a new dataset to change them")
+        if entry is not None and not own and entry.get("options") != frame_options:
+            raise DatasetError(f"sequence '{src.seq}' in '{root}' was extracted with "
+                               f"{_fmt_options(entry.get('options') or {})}, this run asks for "
+                               f"{_fmt_options(frame_options)}; re-run with the same frame options, or extract "
+                               f"into another dataset (-o)")
+        if entry is not None and src.seq in done:
+            reports.append(SequenceReport(src.seq, "skipped", int(entry["count"]), 0.0, str(entry.get("source", ""))))
+            continue
+        source = str(src.path.resolve())
+        if entry is not None:
+            jobs.append(_Job(src.seq, str(entry.get("source", source)), True, int(entry["count"]), f".{stored_fmt}",
+                             entry.get("options") or frame_options))
+        else:
+            if ds.exists() and fm["sequences"] and frames_format != stored_fmt:
+                raise DatasetError(f"'{root}' stores frames as {stored_fmt}; pass --frames-format {stored_fmt} "
+                                   f"(or extract into another dataset)")
+            with open_video(src.path, fps=fps, start=start, end=end, resize=resize) as reader:  # fails early
+                estimate = reader.estimated_count
+            jobs.append(_Job(src.seq, source, False, estimate, f".{frames_format}", frame_options))
+    if overwrite and rank == 0:
+        for name in set(cls.outputs) | set((km or {}).get("outputs", [])):
+            shutil.rmtree(root / name, ignore_errors=True)
+        ds.meta_path(kind).unlink(missing_ok=True)
+
+    report = ExtractionReport(kind, backend, root, rank, world, min(workers, max(1, len(jobs))), reports)
+    if not jobs:
+        log.info("nothing to do: %d sequence(s) of '%s' already in '%s'", len(reports), kind, root)
+        report.seconds = time.perf_counter() - t0
+        return report
+    created_root = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    ctx = _Context(root, kind, backend, plugin, cls, config, device, f".{frames_format}")
+    counts = [j.count for j in jobs]
+    total = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+    import sys
+
+    show = progress if progress is not None else (sys.stderr.isatty() and rank == 0)
+    desc = f"{kind}/{backend}" + (f" rank {rank}/{world}" if world > 1 else "")
+    try:
+        with _progress_bar(bool(show), total, desc) as advance:
+            if report.workers == 1:
+                extractor = cls(config, device)
+                try:
+                    for job in jobs:
+                        report.sequences.append(_run_sequence(ctx, job, extractor, advance))
+                finally:
+                    extractor.close()
+            else:
+                report.sequences.extend(_run_parallel(ctx, jobs, report.workers, advance))
+    except BaseException:
+        if created_root and world == 1 and not ds.exists():
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    order = {s.seq: i for i, s in enumerate(sources)}
+    report.sequences.sort(key=lambda s: order.get(s.seq, len(order)))
+    report.seconds = time.perf_counter() - t0
+    return report

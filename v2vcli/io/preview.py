@@ -1,0 +1,117 @@
+"""Colours for previews: label palettes, colourised label/instance/flow/gray maps, blending and tiling.
+
+Previews are for people, never for training: every function returns RGB uint8 (H, W, 3).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "label_palette",
+    "colorize_labels",
+    "colorize_instances",
+    "colorize_flow",
+    "colorize_gray",
+    "blend",
+    "tile",
+]
+
+
+def label_palette(n: int = 256) -> np.ndarray:
+    """(n, 3) uint8 distinct colours indexed by id (the PASCAL VOC bit-interleaving scheme; id 0 black)."""
+    ids = np.arange(n)
+    pal = np.zeros((n, 3), dtype=np.int64)
+    for shift in range(8):
+        for ch in range(3):
+            pal[:, ch] |= ((ids >> (3 * shift + ch)) & 1) << (7 - shift)
+    return pal.astype(np.uint8)
+
+
+def _palette_of(palette: Any) -> np.ndarray:
+    if palette is None:
+        return label_palette(256)
+    if hasattr(palette, "palette"):  # a LabelSet: its own colours, unknown ids from the generic palette
+        own = np.asarray(palette.palette(), dtype=np.uint8)
+        known = np.zeros(256, dtype=bool)
+        for c in palette.classes:
+            if 0 <= c.id < 256:
+                known[c.id] = True
+        return np.where(known[:, None], own, label_palette(256))
+    pal = np.asarray(palette, dtype=np.uint8)
+    if pal.ndim != 2 or pal.shape[1] != 3:
+        raise ValueError(f"a palette is (N, 3) uint8, got {pal.shape}")
+    if pal.shape[0] < 256:
+        pal = np.concatenate([pal, label_palette(256)[pal.shape[0]:]])
+    return pal
+
+
+def colorize_labels(labels: np.ndarray, palette: Any = None) -> np.ndarray:
+    """Colour uint8 label ids (H, W) with ``palette``: a LabelSet, an (N, 3) array, or None (generic colours)."""
+    if labels.ndim != 2:
+        raise ValueError(f"labels are (H, W), got {labels.shape}")
+    return _palette_of(palette)[labels.astype(np.intp) % 256]
+
+
+def colorize_instances(inst: np.ndarray) -> np.ndarray:
+    """Colour instance ids (H, W): a stable bright colour per id from a golden-ratio hue walk; id 0 black."""
+    import cv2
+
+    if inst.ndim != 2:
+        raise ValueError(f"instances are (H, W), got {inst.shape}")
+    ids, inverse = np.unique(inst, return_inverse=True)
+    hue = ((ids.astype(np.float64) * 0.618033988749895) % 1.0 * 179).astype(np.uint8)
+    hsv = np.stack([hue, np.full_like(hue, 200), np.full_like(hue, 255)], axis=-1)[None]
+    colours = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+    colours[ids == 0] = 0
+    return colours[inverse.reshape(inst.shape)]
+
+
+def colorize_flow(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """Colour flow (H, W, 2) in pixels: hue = direction, brightness = magnitude (scaled to ``max_magnitude``)."""
+    import cv2
+
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow is (H, W, 2), got {flow.shape}")
+    f = flow.astype(np.float32)
+    mag, ang = cv2.cartToPolar(f[..., 0], f[..., 1], angleInDegrees=True)
+    top = float(max_magnitude) if max_magnitude else float(mag.max())
+    hsv = np.zeros((*flow.shape[:2], 3), dtype=np.uint8)
+    hsv[..., 0] = (ang / 2).astype(np.uint8)
+    hsv[..., 1] = 255
+    hsv[..., 2] = np.clip(mag / top * 255 if top > 0 else 0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def colorize_gray(gray: np.ndarray) -> np.ndarray:
+    """An 8-bit single-channel map (edges, masks) as gray RGB."""
+    if gray.ndim != 2:
+        raise ValueError(f"a gray map is (H, W), got {gray.shape}")
+    g = gray if gray.dtype == np.uint8 else np.clip(gray, 0, 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def blend(frame: np.ndarray, overlay: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``(1 - alpha)·frame + alpha·overlay`` for two RGB uint8 images of one size."""
+    if frame.shape != overlay.shape:
+        raise ValueError(f"blend needs equal shapes, got {frame.shape} and {overlay.shape}")
+    out = frame.astype(np.float32) * (1 - alpha) + overlay.astype(np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def tile(images: list[np.ndarray], columns: int | None = None) -> np.ndarray:
+    """RGB images of one size side by side in a grid of ``columns`` (all in one row by default)."""
+    if not images:
+        raise ValueError("tile needs at least one image")
+    h, w = images[0].shape[:2]
+    cols = columns or len(images)
+    rows = -(-len(images) // cols)
+    out = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        if img.shape[:2] != (h, w):
+            raise ValueError(f"tile needs images of one size, got {img.shape[:2]} and {(h, w)}")
+        r, c = divmod(i, cols)
+        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = img if img.ndim == 3 else colorize_gray(img)
+    return out
