@@ -1,0 +1,308 @@
+"""Segmentation extractor plugin: ``v2v extract seg`` with backends ``detectron2`` (default) and ``selfie``.
+
+Both write ``seg/<seq>/NNNNNN.png`` (uint8 label ids of the label set recorded in meta/seg.json) and
+``inst/<seq>/NNNNNN.png`` (uint16 instance ids: 0 for stuff/background, things numbered 1..N in each frame by
+detection score or area; not tracked across frames). ``--preview`` adds ``seg_preview/<seq>/NNNNNN.png``: the
+labels drawn in the label set's colours with instance outlines in white.
+
+``detectron2``: a detectron2 model, Panoptic FPN R50 3x by default, from a model-zoo config name or a .yaml
+config path plus ``--weights``. detectron2 is not on PyPI (install command in :data:`DETECTRON2_INSTALL`).
+Outputs are converted by :mod:`v2v_plugins.extract.detectron2_convert` (COCO panoptic ids, or Cityscapes labelIds
+for a Cityscapes model). Model-zoo weights are fetched by detectron2 only when downloads are allowed
+(``V2V_ALLOW_DOWNLOAD=1``), as for every v2v weight file; otherwise pass ``--weights PATH``.
+
+``selfie``: mediapipe's selfie segmentation (offline, the model ships in the 0.10.21 wheel): person (1) /
+background (0); instances are the connected components of the person mask, largest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from v2vcli.data.layout import LabelSet
+from v2vcli.errors import ConfigError, PluginError, WeightsError
+from v2vcli.extractor import Extractor
+from v2vcli.hookspecs import hookimpl
+
+__all__ = ["Detectron2Seg", "Detectron2Options", "SelfieSeg", "SelfieOptions", "import_detectron2",
+           "load_detectron2", "render_preview", "DEFAULT_DETECTRON2_MODEL", "DETECTRON2_INSTALL"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DETECTRON2_MODEL = "COCO-PanopticSegmentation/panoptic_fpn_R_50_3x.yaml"
+# detectron2 builds against the installed torch (hence no build isolation); its setup still imports
+# pkg_resources, which setuptools 81 removed.
+DETECTRON2_INSTALL = ("pip install 'setuptools<81' && pip install --no-build-isolation "
+                      "'git+https://github.com/facebookresearch/detectron2.git'")
+
+
+def import_detectron2() -> Any:
+    """Import detectron2 or raise a PluginError with the install command."""
+    try:
+        import detectron2
+        from detectron2 import model_zoo  # noqa: F401  (the loader needs these; fail here, not mid-run)
+        from detectron2.engine import DefaultPredictor  # noqa: F401
+    except ImportError as exc:
+        raise PluginError(f"seg backend 'detectron2' needs detectron2, which is not on PyPI ({exc}); install it "
+                          f"with {DETECTRON2_INSTALL} (see https://detectron2.readthedocs.io/en/latest/tutorials/"
+                          f"install.html), or use --backend selfie for person/background") from exc
+    return detectron2
+
+
+def render_preview(seg: np.ndarray, inst: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """RGB uint8 (H, W, 3): labels in the label set's colours, instance outlines in white."""
+    rgb = label_set.palette()[seg]
+    edge = np.zeros(inst.shape, bool)
+    # A pixel is on an outline when a 4-neighbour has another instance id and one of the two is a thing.
+    dx = (inst[:, 1:] != inst[:, :-1]) & ((inst[:, 1:] > 0) | (inst[:, :-1] > 0))
+    dy = (inst[1:, :] != inst[:-1, :]) & ((inst[1:, :] > 0) | (inst[:-1, :] > 0))
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    rgb[edge] = 255
+    return rgb
+
+
+# One help text for the --model option both backends share on the command line.
+_MODEL_HELP = ("detectron2: a model-zoo config name (e.g. Cityscapes/mask_rcnn_R_50_FPN.yaml) or a .yaml config "
+               "path; selfie: general (256x256 input) or landscape (144x256, faster).")
+
+
+# -- detectron2 -------------------------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class Detectron2Options:
+    """Options of ``v2v extract seg --backend detectron2``."""
+
+    model: str = field(default=DEFAULT_DETECTRON2_MODEL, metadata={"help": _MODEL_HELP})
+    weights: str = field(default="", metadata={
+        "help": "Model weights file (.pkl/.pth); default: the model zoo's checkpoint of --model (downloaded only "
+                "with V2V_ALLOW_DOWNLOAD=1)."})
+    score_threshold: float = field(default=0.5, metadata={"help": "Keep detected things scoring at least this (0-1)."})
+    preview: bool = field(default=False, metadata={"help": "Also write colourised previews under seg_preview/."})
+
+    def check(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError(f"seg option score-threshold must be in [0, 1], got {self.score_threshold}")
+
+
+def _downloads_allowed() -> bool:
+    return os.environ.get("V2V_ALLOW_DOWNLOAD", "") not in ("", "0", "false")
+
+
+def load_detectron2(options: Detectron2Options, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """Build detectron2's ``DefaultPredictor`` for ``options``; returns (predictor, ModelClasses, info)."""
+    import_detectron2()
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+    from detectron2.data import MetadataCatalog
+    from detectron2.engine import DefaultPredictor
+
+    from v2v_plugins.extract.detectron2_convert import ModelClasses
+
+    cfg = get_cfg()
+    config_path = Path(options.model).expanduser()
+    zoo_url: str | None = None
+    if options.model.endswith(".py"):
+        raise ConfigError(f"seg --model '{options.model}': detectron2 LazyConfig (.py) models are not supported; "
+                          f"use a .yaml config")
+    if config_path.is_file():
+        config_file = str(config_path)
+    else:
+        try:
+            config_file = model_zoo.get_config_file(options.model)
+            zoo_url = model_zoo.get_checkpoint_url(options.model)
+        except RuntimeError as exc:
+            raise ConfigError(f"seg --model '{options.model}' is neither a config file nor a detectron2 model-zoo "
+                              f"name ({exc}); e.g. {DEFAULT_DETECTRON2_MODEL}") from exc
+    try:
+        cfg.merge_from_file(config_file)
+    except (KeyError, ValueError, AssertionError, OSError) as exc:
+        # e.g. a detectron2 project's config whose keys need that project's add_*_config()
+        raise ConfigError(f"seg --model '{options.model}' is not a config detectron2's get_cfg() can read: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if options.weights:
+        weights = Path(options.weights).expanduser()
+        if not weights.is_file():
+            raise WeightsError(f"seg --weights '{options.weights}': no such file")
+        cfg.MODEL.WEIGHTS = str(weights)
+    elif zoo_url is not None:
+        if not _downloads_allowed():
+            raise WeightsError(f"detectron2 weights for '{options.model}' are not given: download {zoo_url} and "
+                               f"pass --weights PATH, or set V2V_ALLOW_DOWNLOAD=1 to let detectron2 fetch them")
+        log.info("detectron2 fetches %s (cached under ~/.torch/iopath_cache)", zoo_url)
+        cfg.MODEL.WEIGHTS = zoo_url
+    elif not cfg.MODEL.WEIGHTS:
+        raise WeightsError(f"config '{options.model}' names no weights (MODEL.WEIGHTS); pass --weights PATH")
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = options.score_threshold
+    if "PANOPTIC_FPN" in cfg.MODEL:
+        cfg.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = options.score_threshold
+    cfg.freeze()
+    try:
+        predictor = DefaultPredictor(cfg)
+    except (RuntimeError, OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
+        raise PluginError(f"detectron2 could not build '{options.model}' with weights '{cfg.MODEL.WEIGHTS}': "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    dataset = str(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else ""
+    classes = ModelClasses.from_metadata(dataset, MetadataCatalog.get(dataset) if dataset else object())
+    return predictor, classes, {"weights": str(cfg.MODEL.WEIGHTS), "dataset": dataset,
+                                "architecture": str(cfg.MODEL.META_ARCHITECTURE)}
+
+
+class Detectron2Seg(Extractor):
+    """Panoptic (or semantic / instance) segmentation with a detectron2 model."""
+
+    kind: ClassVar[str] = "seg"
+    backend: ClassVar[str] = "detectron2"
+    version: ClassVar[str] = "1"
+    default: ClassVar[bool] = True
+    outputs: ClassVar[tuple[str, ...]] = ("seg", "inst")
+    description: ClassVar[str] = "detectron2 Panoptic FPN (COCO panoptic ids, Cityscapes labelIds) + instances"
+    Config: ClassVar[type] = Detectron2Options
+
+    def __init__(self, config: Any = None, device: str = "cpu", *, predictor: Any = None,
+                 classes: Any = None) -> None:
+        """``predictor`` and ``classes`` (a ModelClasses) replace the detectron2 model, e.g. in tests."""
+        from v2v_plugins.extract.detectron2_convert import Detectron2Converter, ModelClasses
+
+        super().__init__(config, device)
+        self.config.check()
+        if predictor is None:
+            predictor, classes, self._info = load_detectron2(self.config, device)
+        else:
+            self._info = {"weights": self.config.weights or None, "dataset": getattr(classes, "dataset", ""),
+                          "architecture": type(predictor).__name__}
+        self._predictor = predictor
+        self._converter = Detectron2Converter(classes if classes is not None else ModelClasses(),
+                                              score_threshold=self.config.score_threshold)
+
+    def label_set(self) -> LabelSet:
+        return self._converter.label_set
+
+    def meta(self) -> dict[str, Any]:
+        from v2v_plugins.extract import labelsets
+        from v2v_plugins.extract.detectron2_convert import INSTANCE_ENCODING
+
+        out: dict[str, Any] = {"model": self.config.model, **self._info, "things": self._converter.things(),
+                               "instance_encoding": INSTANCE_ENCODING}
+        if self._converter.label_set.name == "coco_panoptic":
+            out["coco_ids"] = labelsets.coco_ids()
+        return out
+
+    def process(self, frame: np.ndarray, index: int) -> dict[str, Any]:
+        # DefaultPredictor takes BGR images and converts to the model's INPUT.FORMAT itself.
+        outputs = self._predictor(np.ascontiguousarray(frame[..., ::-1]))
+        seg, inst = self._converter.convert(outputs)
+        if seg.shape != frame.shape[:2]:
+            raise PluginError(f"detectron2 returned a {seg.shape[1]}x{seg.shape[0]} map for a "
+                              f"{frame.shape[1]}x{frame.shape[0]} frame")
+        result: dict[str, Any] = {"seg": seg, "inst": inst}
+        if self.config.preview:
+            result["seg_preview"] = render_preview(seg, inst, self._converter.label_set)
+        return result
+
+    def close(self) -> None:
+        self._predictor = None
+
+
+# -- mediapipe selfie segmentation ------------------------------------------------------------------------------------
+
+_SELFIE_MODELS = {"general": 0, "landscape": 1}
+
+
+@dataclass(kw_only=True)
+class SelfieOptions:
+    """Options of ``v2v extract seg --backend selfie``."""
+
+    model: str = field(default="general", metadata={"help": _MODEL_HELP})
+    threshold: float = field(default=0.5, metadata={"help": "Person probability above which a pixel is person."})
+    min_area: float = field(default=0.001, metadata={
+        "help": "Drop person blobs smaller than this fraction of the frame."})
+    preview: bool = field(default=False, metadata={"help": "Also write colourised previews under seg_preview/."})
+
+    def check(self) -> None:
+        if self.model not in _SELFIE_MODELS:
+            raise ConfigError(f"seg --model '{self.model}' is not a selfie model (valid: general, landscape)")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"seg option threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.min_area < 1.0:
+            raise ConfigError(f"seg option min-area must be a fraction in [0, 1), got {self.min_area}")
+
+
+class SelfieSeg(Extractor):
+    """Person/background segmentation with mediapipe; instances are connected components of the person mask."""
+
+    kind: ClassVar[str] = "seg"
+    backend: ClassVar[str] = "selfie"
+    version: ClassVar[str] = "1"
+    outputs: ClassVar[tuple[str, ...]] = ("seg", "inst")
+    description: ClassVar[str] = "mediapipe selfie segmentation: person/background, offline"
+    Config: ClassVar[type] = SelfieOptions
+
+    def __init__(self, config: Any = None, device: str = "cpu") -> None:
+        from v2v_plugins.extract.labelsets import person_label_set
+        from v2v_plugins.extract.pose import import_mediapipe
+
+        super().__init__(config, device)
+        self.config.check()
+        self._mp = import_mediapipe("seg backend 'selfie'")
+        self._labels = person_label_set()
+        self._model: Any = None
+
+    def label_set(self) -> LabelSet:
+        return self._labels
+
+    def meta(self) -> dict[str, Any]:
+        return {"model": f"mediapipe solutions.selfie_segmentation ({self.config.model})",
+                "mediapipe": self._mp.__version__, "things": ["person"],
+                "instance_encoding": "0 = background; connected components of the person mask numbered 1..N per "
+                                     "frame by descending area (not tracked across frames)"}
+
+    def start_sequence(self, seq: str, fps: float, size: tuple[int, int]) -> None:
+        # A fresh graph per sequence keeps a sequence's result independent of what the worker ran before.
+        self.close()
+        self._model = self._mp.solutions.selfie_segmentation.SelfieSegmentation(
+            model_selection=_SELFIE_MODELS[self.config.model])
+
+    def person_mask(self, frame: np.ndarray) -> np.ndarray:
+        """Person probability (H, W) float32 in [0, 1]."""
+        if self._model is None:
+            self.start_sequence("", 0.0, (frame.shape[1], frame.shape[0]))
+        result = self._model.process(np.ascontiguousarray(frame))
+        return np.asarray(result.segmentation_mask, np.float32)
+
+    def process(self, frame: np.ndarray, index: int) -> dict[str, Any]:
+        import cv2
+
+        mask = (self.person_mask(frame) > self.config.threshold).astype(np.uint8)
+        count, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        min_px = self.config.min_area * mask.size
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        keep = [int(i) + 1 for i in np.argsort(-areas, kind="stable") if areas[i] >= max(min_px, 1)]
+        lut = np.zeros(count, np.uint16)
+        lut[keep] = np.arange(1, len(keep) + 1, dtype=np.uint16)
+        inst = lut[comp]
+        seg = (inst > 0).astype(np.uint8)
+        result: dict[str, Any] = {"seg": seg, "inst": inst}
+        if self.config.preview:
+            result["seg_preview"] = render_preview(seg, inst, self._labels)
+        return result
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+
+@hookimpl
+def v2v_register_extractors(register: Any) -> None:
+    register("seg", "detectron2", Detectron2Seg)
+    register("seg", "selfie", SelfieSeg)
