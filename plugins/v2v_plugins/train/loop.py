@@ -1,0 +1,345 @@
+"""The v2v trainer: one loop, read top to bottom, for any model behind :class:`v2vcli.model.VideoModel`.
+
+Launch (one GPU, or the CPU)::
+
+    v2v demo world --out world
+    v2v train --config examples/configs/tiny.yaml --data world --run-dir runs/tiny --max-steps 2000
+    v2v train --run-dir runs/tiny --resume --max-steps 4000     # continue to the absolute step 4000
+
+What happens: the config is resolved and written to ``RUN/config.yaml`` (changed keys marked); the model is built
+from the dataset's label set (``--init-from RUN`` loads a coarser run's scales; ``--resume`` loads the latest
+checkpoint of ``RUN`` with its optimizers, schedules, EMA, RNG states and loader position); then, batch after
+batch, ``model.train_step`` steps every optimizer, the EMA of G follows, and the loop logs, writes samples,
+validates and checkpoints on its schedule. An epoch is one pass over the train split's clips; each epoch start
+brings every LR schedule to that epoch (linear decay over ``optim.niter_decay`` after ``optim.niter``) and the
+clip length to ``data.n_frames_start`` doubled every ``train.niter_step`` epochs (capped at
+``data.n_frames_total``). SIGTERM or SIGINT finishes the current step, writes a checkpoint and stops (exit 0 for
+SIGTERM, 130 for SIGINT); a second signal stops at once.
+
+Under torchrun (``WORLD_SIZE`` > 1) every rank joins the process group and takes its slice of each global batch;
+only rank 0 logs and writes checkpoints. Launching ranks is not this module's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from v2vcli.errors import ConfigError, DatasetError, DeviceError, V2VError
+
+if TYPE_CHECKING:
+    import torch
+
+    from v2vcli.config import V2VConfig
+    from v2vcli.model import VideoModel
+
+__all__ = ["TrainResult", "LoopState", "resolve_device", "train", "rng_state", "set_rng_state"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """How a training run ended. ``stopped_by``: max_steps, schedule, SIGTERM or SIGINT."""
+
+    run_dir: Path
+    step: int
+    epoch: int
+    checkpoint: Path | None
+    stopped_by: str
+    exit_code: int = 0
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: the next batch to train on is batch ``next_batch`` of epoch ``epoch``."""
+
+    step: int = 0
+    epoch: int = 0
+    next_batch: int = 0
+    bad_steps: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available else CPU; ``cuda`` without CUDA is a :class:`DeviceError`."""
+    import torch
+
+    from v2vcli.distributed import get_local_rank
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name}: CUDA is not available (torch {torch.__version__} sees no GPU); "
+                              f"use --device cpu")
+        if name == "cuda":
+            return torch.device("cuda", get_local_rank() % max(1, torch.cuda.device_count()))
+        return torch.device(name)
+    raise DeviceError(f"unknown device '{name}'; use cpu, cuda or auto")
+
+
+# -- RNG states (tensors and plain values only: the training state loads with weights_only=True) ------------------
+def rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                             "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                                       "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "python" in state:
+        random.setstate(_tuplify(state["python"]))
+    if "numpy" in state:
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuplify(x: Any) -> Any:
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT set a flag the loop checks after each step; a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            raise KeyboardInterrupt(name)
+        self.received = name
+        log.warning("%s received: finishing this step, writing a checkpoint, then stopping", name)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _check_dataset(root: str) -> Any:
+    from v2vcli.data.layout import Dataset
+
+    if not root:
+        raise ConfigError("no dataset given: pass --data DATASET (make one with `v2v demo world --out DATASET`)")
+    ds = Dataset(root)
+    if not ds.root.is_dir():
+        raise DatasetError(f"dataset '{root}' does not exist; create it with `v2v extract KIND VIDEO -o {root}` or "
+                           f"`v2v demo world --out {root}`")
+    ds.frames_meta()
+    return ds
+
+
+def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
+          model_hook: Callable[[VideoModel], None] | None = None) -> TrainResult:
+    """Train ``cfg`` (a resolved config; ``cfg.data.root`` the dataset) until ``train.max_steps`` or the schedule's
+    end. ``model_hook`` is called on the model before training is set up (tests use it to inject modules)."""
+    import numpy as np
+    import torch
+
+    from v2vcli.checkpoint import (CheckpointMeta, dataset_provenance, latest_checkpoint, load_training_state,
+                                   load_weights, save_checkpoint)
+    from v2vcli.config import dump_config, to_dict
+    from v2vcli.data.clips import ClipBatchSampler, ClipDataset, ClipSchedule, make_loader
+    from v2vcli.distributed import barrier, init_distributed, is_main
+    from v2vcli.io.files import write_bytes_atomic
+    from v2vcli.model import TrainingError, VideoModel
+    from v2vcli.registry import get_registry
+
+    from .logging import TrainLogger, validate, write_sample
+
+    device = resolve_device(cfg.train.device)
+    dist = init_distributed(device.type)
+    main = is_main()
+    run_dir = Path(cfg.run_dir)
+    ds = _check_dataset(cfg.data.root)
+
+    # -- where to start ------------------------------------------------------------------------------------------
+    latest = latest_checkpoint(run_dir)
+    if resume and latest is None:
+        raise ConfigError(f"--resume: run folder '{run_dir}' has no checkpoint to resume; start it without --resume")
+    if not resume and latest is not None:
+        raise ConfigError(f"run folder '{run_dir}' already has checkpoints ({latest.name}); pass --resume to continue "
+                          f"it, or choose another --run-dir")
+    torch.manual_seed(cfg.seed + dist.rank)
+    random.seed(cfg.seed + dist.rank)
+    np.random.seed((cfg.seed + dist.rank) % 2**32)
+
+    # -- model ---------------------------------------------------------------------------------------------------
+    label_set = ds.label_set("seg") if "seg" in cfg.data.inputs else None
+    model_cls = get_registry().get_model(cfg.model.name)
+    if not issubclass(model_cls, VideoModel):
+        raise ConfigError(f"model '{cfg.model.name}' is registered but is not trainable (it does not follow the "
+                          f"v2vcli.model.VideoModel contract)")
+    model = model_cls(cfg, label_set, device)
+    if model_hook is not None:
+        model_hook(model)
+    if init_from and not resume:
+        weights, meta = load_weights(init_from, networks=["G"], device="cpu")
+        model.init_from(weights, meta)
+    model.setup_training()
+    loop = LoopState()
+    if resume:
+        assert latest is not None  # noqa: S101 - checked above
+        weights, _ = load_weights(latest, device="cpu")
+        model.load_weights(weights)
+        state = load_training_state(latest, map_location="cpu")
+        model.load_training_state(state["model"])
+        loop = LoopState(**state["loop"])
+        set_rng_state(state.get("rng", {}))
+        log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, loop.step, loop.epoch, loop.next_batch)
+
+    # -- data ----------------------------------------------------------------------------------------------------
+    schedule = ClipSchedule.from_config(cfg.data, cfg.train.niter_step)
+    dataset = ClipDataset(cfg.data, history=model.history_frames, seed=cfg.seed, need_flow=model.needs_flow,
+                          keypoints=model.needs_keypoints, label_set=label_set)
+    if len(dataset) == 0:
+        raise DatasetError(f"split '{cfg.data.split}' of '{ds.root}' has no sequence long enough for a clip "
+                           f"({model.history_frames + 1} frames)")
+    epochs = cfg.optim.niter + cfg.optim.niter_decay
+    sampler = ClipBatchSampler(len(dataset), cfg.data.batch_size, seed=cfg.seed, schedule=schedule, epochs=epochs,
+                               start_epoch=loop.epoch, start_batch=loop.next_batch, rank=dist.rank,
+                               world_size=dist.world_size)
+    bpe = sampler.batches_per_epoch
+    max_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else epochs * bpe
+    max_steps = min(max_steps, epochs * bpe)
+    val_set = None
+    if cfg.train.val_every > 0:
+        if ds.splits().get("val"):
+            val_set = ClipDataset(cfg.data, split="val", history=model.history_frames, seed=cfg.seed,
+                                  need_flow=model.needs_flow, keypoints=model.needs_keypoints, augment=False,
+                                  label_set=label_set)
+        else:
+            log.info("train.val_every is set but '%s' has no val split (`v2v dataset split`): validation off", ds.root)
+    fps = float(ds.frames_meta()["sequences"].get(dataset.sequences[0], {}).get("fps") or 10.0)
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(run_dir / "config.yaml", dump_config(cfg, mark_non_defaults=True).encode("utf-8"))
+    logger = TrainLogger(run_dir, log_every=cfg.train.log_every, total_steps=max_steps, start_step=loop.step,
+                         device=device, tensorboard=cfg.train.tensorboard, resume=resume, enabled=main)
+    provenance = dataset_provenance(ds.root)
+    last_saved: Path | None = latest if resume else None
+    saved_step = loop.step if resume else -1
+
+    def save() -> Path | None:
+        nonlocal last_saved, saved_step
+        if saved_step == loop.step:
+            return last_saved
+        position = LoopState(**asdict(loop))
+        if position.next_batch >= bpe:
+            position.epoch, position.next_batch = position.epoch + 1, 0
+        if main:
+            nets = sorted(model.networks()) + (["G_ema"] if model.ema is not None else [])
+            meta = CheckpointMeta(model=model.name, config=to_dict(cfg),
+                                  label_set=label_set.to_dict() if label_set is not None else None,
+                                  provenance=provenance, networks=nets, extra=model.checkpoint_extra())
+            state = {"format": 1, "model": model.training_state(), "loop": asdict(position), "rng": rng_state()}
+            last_saved = save_checkpoint(run_dir, loop.step, model.weights(), meta, state,
+                                         config_text=dump_config(cfg, mark_non_defaults=True),
+                                         keep_last=cfg.train.keep_last)
+            get_registry().on_checkpoint(str(last_saved), loop.step)
+            log.info("checkpoint %s", last_saved)
+        barrier()
+        saved_step = loop.step
+        return last_saved
+
+    if loop.step >= max_steps:
+        logger.close()
+        log.info("run is already at step %d (target %d): nothing to do", loop.step, max_steps)
+        return TrainResult(run_dir, loop.step, loop.epoch, last_saved, "max_steps")
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    loader = make_loader(dataset, sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+    started_epoch: int | None = None
+    stopped_by = "schedule"
+    with _StopSignals() as stop:
+        batches = iter(loader)
+        try:
+            for batch in batches:
+                if isinstance(batch, BaseException):
+                    raise batch
+                if batch.epoch != started_epoch:
+                    if batch.epoch != loop.epoch:  # the previous epoch ended
+                        loop.epoch, loop.next_batch = batch.epoch, 0
+                    model.start_epoch(loop.epoch)
+                    started_epoch = loop.epoch
+                    frames = schedule.frames(loop.epoch)
+                    if loop.next_batch == 0 and (loop.epoch == 0 or frames != schedule.frames(loop.epoch - 1)):
+                        logger.event(loop.step, loop.epoch, "clip_length", generated_frames=frames,
+                                     clip_frames=frames + model.history_frames)
+                result = model.train_step(batch)
+                loop.step += 1
+                loop.next_batch += 1
+                if result.skipped:
+                    loop.bad_steps += 1
+                    log.warning("step %d: non-finite loss or gradient, optimizer step skipped (%d in a row)",
+                                loop.step, loop.bad_steps)
+                    if 0 < cfg.train.max_bad_steps <= loop.bad_steps:
+                        where = f"; last checkpoint: {last_saved}" if last_saved else ""
+                        raise TrainingError(f"training stopped at step {loop.step}: {loop.bad_steps} steps in a row "
+                                            f"had non-finite losses or gradients (train.max_bad_steps); lower "
+                                            f"optim.lr, set optim.grad_clip or use --precision fp32{where}")
+                else:
+                    loop.bad_steps = 0
+                    model.ema_update()
+                logger.step(loop.step, loop.epoch, result, model.learning_rates())
+                if main and cfg.train.sample_every > 0 and loop.step % cfg.train.sample_every == 0:
+                    vis = model.visuals()
+                    write_sample(run_dir / "samples" / f"step_{loop.step:08d}.mp4", vis["labels"], vis["generated"],
+                                 vis["real"], fps=fps)
+                if main and val_set is not None and loop.step % cfg.train.val_every == 0:
+                    logger.validation(loop.step, loop.epoch,
+                                      validate(model, val_set, cfg.data.n_frames_total + model.history_frames,
+                                               step=loop.step, sample_dir=run_dir / "samples", fps=fps))
+                if cfg.train.checkpoint_every > 0 and loop.step % cfg.train.checkpoint_every == 0:
+                    save()
+                if stop.received:
+                    stopped_by = stop.received
+                    break
+                if loop.step >= max_steps:
+                    stopped_by = "max_steps"
+                    break
+        except V2VError:
+            raise
+        except RuntimeError as exc:
+            if stop.received and "DataLoader worker" in str(exc):  # workers stopped by the same signal
+                stopped_by = stop.received
+            else:
+                raise
+        finally:
+            del batches
+        checkpoint = save()
+    logger.close()
+    code = 130 if stopped_by == "SIGINT" else 0
+    log.info("stopped at step %d (%s)", loop.step, stopped_by)
+    return TrainResult(run_dir, loop.step, loop.epoch, checkpoint, stopped_by, code)

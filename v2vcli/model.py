@@ -1,0 +1,531 @@
+"""The model contract the trainer drives, for every registered video model (vid2vid, perframe, later ones).
+
+A model class registered through ``v2v_register_models`` subclasses :class:`VideoModel` and declares its
+``Config``/``LossConfig`` dataclasses (the ``model``/``loss`` config sections). Its life:
+
+1. ``Model(cfg, label_set, device)`` builds what synthesis needs: the generator ``networks()["G"]``.
+2. ``setup_training()`` adds what training needs (:meth:`VideoModel.build_training`: discriminators, losses),
+   then one Adam per entry of :meth:`VideoModel.optimizer_params`, a linear-decay LR schedule for every optimizer,
+   the EMA copy of G and the fp16 grad scaler.
+3. The trainer calls ``start_epoch(epoch)`` at each epoch start (LR schedule, frozen scales) and
+   ``train_step(batch)`` per batch; the step generates frames, computes named losses and steps its optimizers
+   through :meth:`VideoModel.optimize` (NaN/inf guard, grad clipping, GradScaler), then the trainer calls
+   ``ema_update()``.
+4. Checkpoints: ``weights()`` / ``load_weights()`` (every network under its name, EMA as ``G_ema``) and
+   ``training_state()`` / ``load_training_state()`` (optimizers, schedulers, scaler, EMA count).
+5. Synthesis: ``frame_generator()`` returns a :class:`FrameGenerator` that makes one frame at a time with a
+   sliding history, using ``eval_generator()`` (the EMA of G when there is one).
+
+torch is imported inside functions: a plugin module defining a subclass stays light to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from v2vcli.errors import CheckpointError, V2VError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from v2vcli.config import V2VConfig
+    from v2vcli.data.clips import ClipBatch
+    from v2vcli.data.layout import LabelSet
+
+__all__ = [
+    "TrainingError",
+    "StepResult",
+    "FrameOutput",
+    "FrameGenerator",
+    "VideoModel",
+    "linear_decay",
+    "colorize_inputs",
+    "load_model_for_inference",
+]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(V2VError):
+    """Training cannot go on (e.g. losses stayed non-finite for ``train.max_bad_steps`` steps)."""
+
+
+@dataclass
+class StepResult:
+    """What one ``train_step`` did.
+
+    ``losses``: every named term (weighted, as added to the totals) and the totals ``G_total``/``D_total``, as
+    floats. ``frames``: frames generated (batch × generated per clip), for frames/s. ``skipped``: a loss or gradient
+    was not finite, so (some) optimizers did not step. ``stats``: other scalars worth logging (averaged like the
+    losses; vid2vid: ``mask_mean``, ``flow_epe``). ``info``: model-specific facts for the log, JSON-able
+    (vid2vid: ``temporal_active``/``temporal_skipped`` scale indices, ``clip_frames``).
+    """
+
+    losses: dict[str, float]
+    frames: int
+    skipped: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FrameOutput:
+    """One generated frame (B, 3, H, W) in [-1, 1] and named by-products (``mask``, ``flow``, ``raw`` ...)."""
+
+    frame: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class FrameGenerator(ABC):
+    """Makes a video one frame at a time, feeding its own outputs back as the history (synthesis, validation).
+
+    ``step(inputs)`` takes one frame's raw modalities (``{"seg": (B, H, W) ids, ...}``, as the loader yields them
+    per frame) and returns the generated frame. ``step(inputs, real=frame)`` instead takes ``frame`` (B, 3, H, W)
+    in [-1, 1] as that time step's output: how a sequence starts from real frames. Runs without gradients.
+    """
+
+    #: Real frames a training clip starts from (the model's L); 0 means the model starts from an empty history.
+    history_frames: int = 0
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the history: the next frame starts a new sequence."""
+
+    @abstractmethod
+    def step(self, inputs: Mapping[str, Any], real: torch.Tensor | None = None) -> FrameOutput:
+        """Generate (or, with ``real``, take) the next frame."""
+
+    def __call__(self, inputs: Mapping[str, Any], real: torch.Tensor | None = None) -> torch.Tensor:
+        return self.step(inputs, real).frame
+
+
+def linear_decay(niter: int, niter_decay: int) -> Any:
+    """LR factor by epoch: 1 for ``niter`` epochs, then linearly down towards 0 over ``niter_decay`` epochs."""
+
+    def factor(epoch: int) -> float:
+        if epoch < niter:
+            return 1.0
+        return max(0.0, 1.0 - (epoch - niter + 1) / float(niter_decay + 1))
+
+    return factor
+
+
+def colorize_inputs(inputs: Mapping[str, Any], label_set: LabelSet | None = None) -> torch.Tensor:
+    """A picture of the conditioning for samples: (..., 3, H, W) float in [-1, 1].
+
+    seg through the label set's palette, else the first of pose/densepose (RGB), edges or edge_dist (grey);
+    instance boundaries drawn white on top.
+    """
+    import numpy as np
+    import torch
+
+    picture: torch.Tensor | None = None
+    if "seg" in inputs and label_set is not None:
+        seg = inputs["seg"].long().clamp(0, 255)
+        pal = torch.from_numpy(np.asarray(label_set.palette(), dtype=np.float32)).to(seg.device)
+        picture = pal[seg].movedim(-1, -3) / 127.5 - 1.0
+    else:
+        for m in ("pose", "densepose"):
+            if m in inputs:
+                x = inputs[m]
+                picture = x.float() / 127.5 - 1.0 if not x.is_floating_point() else x.float()
+                break
+        if picture is None:
+            for m in ("edges", "edge_dist", "seg"):
+                if m in inputs:
+                    x = inputs[m].float()
+                    if m == "seg":
+                        x = x / max(float(x.max()), 1.0) * 255.0
+                    if m == "edge_dist":
+                        x = x.amax(dim=-3) * 255.0
+                    grey = x / 127.5 - 1.0
+                    picture = grey.unsqueeze(-3).expand(*grey.shape[:-2], 3, *grey.shape[-2:])
+                    break
+    if picture is None:
+        raise ValueError(f"no modality to draw among {sorted(inputs)}")
+    if "inst" in inputs:
+        ids = inputs["inst"]
+        edge = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+        dx = ids[..., :, 1:] != ids[..., :, :-1]
+        dy = ids[..., 1:, :] != ids[..., :-1, :]
+        edge[..., :, 1:] |= dx
+        edge[..., 1:, :] |= dy
+        picture = torch.where(edge.unsqueeze(-3), torch.ones_like(picture), picture)
+    return picture.contiguous()
+
+
+class VideoModel(ABC):
+    """Base class of trainable video models; see the module docstring for the life cycle.
+
+    Subclasses implement :meth:`networks`, :attr:`loss_names`, :meth:`build_training`, :meth:`train_step` and
+    :meth:`frame_generator`, and may override :attr:`history_frames`, :attr:`needs_flow`,
+    :attr:`needs_keypoints`, :meth:`optimizer_params`, :meth:`on_epoch`, :meth:`init_from` and
+    :meth:`checkpoint_extra`. ``self.cfg`` is the resolved :class:`~v2vcli.config.V2VConfig`.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]
+    LossConfig: ClassVar[type]
+
+    def __init__(self, cfg: V2VConfig, label_set: LabelSet | None = None, device: Any = "cpu") -> None:
+        self._init_contract(cfg, label_set, device)
+
+    def _init_contract(self, cfg: V2VConfig, label_set: LabelSet | None, device: Any) -> None:
+        """Contract state; a subclass that also inherits another base calls this from its own ``__init__``."""
+        import torch
+
+        self.cfg = cfg
+        self.label_set = label_set
+        self.device = torch.device(device)
+        self.precision = cfg.train.precision
+        self.ema: nn.Module | None = None
+        self.ema_updates = 0
+        self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._schedulers: dict[str, Any] = {}
+        self._scaler: Any = None
+        self._visuals: dict[str, torch.Tensor] = {}
+        self.training_ready = False
+
+    # -- what subclasses implement ---------------------------------------------------------------------------------
+    @abstractmethod
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network by checkpoint name: ``"G"`` always, discriminators once training is set up."""
+
+    @property
+    @abstractmethod
+    def loss_names(self) -> tuple[str, ...]:
+        """Names of every loss term this configuration can produce (those with weight 0 are left out)."""
+
+    @abstractmethod
+    def build_training(self) -> None:
+        """Build what only training needs (discriminators added to ``networks()``, loss modules)."""
+
+    @abstractmethod
+    def train_step(self, batch: ClipBatch) -> StepResult:
+        """One optimisation step on a batch of clips (CPU batch; the model moves it to its device)."""
+
+    @abstractmethod
+    def frame_generator(self, use_ema: bool = True) -> FrameGenerator:
+        """A :class:`FrameGenerator` over :meth:`eval_generator` (or the trained G with ``use_ema=False``)."""
+
+    # -- optional overrides ----------------------------------------------------------------------------------------
+    @property
+    def history_frames(self) -> int:
+        """L: real frames a training clip starts with before generated frames (0: empty history)."""
+        return 0
+
+    @property
+    def needs_flow(self) -> bool:
+        """Whether batches must carry the reference flow."""
+        return True
+
+    @property
+    def needs_keypoints(self) -> bool:
+        """Whether batches must carry BODY_25 keypoints (face discriminator)."""
+        return False
+
+    def optimizer_params(self) -> dict[str, list[Any]]:
+        """Parameters of each Adam optimizer by name; default one per network."""
+        return {name: [p for p in net.parameters()] for name, net in self.networks().items()}
+
+    def on_epoch(self, epoch: int) -> None:
+        """Called at every epoch start after the LR update (e.g. to freeze coarse scales)."""
+
+    def init_from(self, weights: dict[str, Any], meta: Any) -> None:
+        """Initialise from a coarser run's weights (``--init-from``); the default model cannot."""
+        raise CheckpointError(f"model '{self.name}' does not support --init-from")
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Model facts stored in the weights metadata (JSON-able)."""
+        return {}
+
+    def extra_training_state(self) -> dict[str, Any]:
+        """Model state to resume exactly beyond optimizers/schedulers/EMA (tensors and plain values)."""
+        return {}
+
+    def load_extra_training_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`extra_training_state`."""
+
+    # -- provided: networks ----------------------------------------------------------------------------------------
+    @property
+    def generator(self) -> nn.Module:
+        return self.networks()["G"]
+
+    def eval_generator(self) -> nn.Module:
+        """The generator synthesis should use: the EMA copy when there is one, else G."""
+        return self.ema if self.ema is not None else self.generator
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.networks().values():
+            net.train(mode)
+
+    @staticmethod
+    def set_requires_grad(nets: nn.Module | Sequence[nn.Module], flag: bool) -> None:
+        for net in [nets] if not isinstance(nets, Sequence) else nets:
+            for p in net.parameters():
+                p.requires_grad_(flag)
+
+    @property
+    def device_type(self) -> str:
+        return self.device.type
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for ``train.precision`` (no-op for fp32)."""
+        import torch
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=dtype)
+
+    # -- provided: training machinery ------------------------------------------------------------------------------
+    def setup_training(self) -> None:
+        """Build training parts, one Adam per :meth:`optimizer_params` entry, schedules, EMA and grad scaler."""
+        import torch
+
+        if self.training_ready:
+            return
+        self.build_training()
+        o = self.cfg.optim
+        decay = linear_decay(o.niter, o.niter_decay)
+        for name, params in self.optimizer_params().items():
+            if not params:
+                continue
+            opt = torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2))
+            self._optimizers[name] = opt
+            self._schedulers[name] = torch.optim.lr_scheduler.LambdaLR(opt, decay)
+        self._scaler = torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
+        self.reset_ema()
+        self.train(True)
+        self.training_ready = True
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return dict(self._optimizers)
+
+    def schedulers(self) -> dict[str, Any]:
+        return dict(self._schedulers)
+
+    def learning_rates(self) -> dict[str, float]:
+        return {name: float(opt.param_groups[0]["lr"]) for name, opt in self._optimizers.items()}
+
+    def start_epoch(self, epoch: int) -> None:
+        """Bring every LR schedule to ``epoch`` (each scheduler step is one epoch), then :meth:`on_epoch`."""
+        for sched in self._schedulers.values():
+            while sched.last_epoch < epoch:
+                sched.step()
+        self.on_epoch(epoch)
+
+    def zero_grad(self, names: Sequence[str]) -> None:
+        for n in names:
+            self._optimizers[n].zero_grad(set_to_none=True)
+
+    def optimize(self, names: str | Sequence[str], loss: torch.Tensor) -> bool:
+        """Backward ``loss`` and step the optimizers ``names``; False (nothing stepped) when not finite.
+
+        Gradients are clipped to ``optim.grad_clip`` (per optimizer, 0 = off); fp16 goes through the GradScaler,
+        which skips steps with overflowing gradients itself.
+        """
+        import torch
+
+        names = [names] if isinstance(names, str) else [n for n in names if n in self._optimizers]
+        if not names:
+            return True
+        if not bool(torch.isfinite(loss.detach()).all()):
+            self.zero_grad(names)
+            return False
+        scaler = self._scaler
+        self.zero_grad(names)
+        scaler.scale(loss).backward()
+        clip = float(self.cfg.optim.grad_clip)
+        for n in names:
+            opt = self._optimizers[n]
+            if scaler.is_enabled():
+                scaler.unscale_(opt)
+            if clip > 0:
+                params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+                norm = torch.nn.utils.clip_grad_norm_(params, clip)
+                if not scaler.is_enabled() and not bool(torch.isfinite(norm)):
+                    self.zero_grad(names)
+                    return False
+        for n in names:
+            scaler.step(self._optimizers[n])
+        scaler.update()
+        self.zero_grad(names)
+        return True
+
+    # -- EMA -------------------------------------------------------------------------------------------------------
+    def reset_ema(self) -> None:
+        """The EMA starts as a copy of G (after ``--init-from`` loading, so it starts from the loaded weights)."""
+        import torch
+
+        if float(self.cfg.optim.ema_beta) <= 0:
+            self.ema = None
+            return
+        self.ema = copy.deepcopy(self.generator).eval()
+        self.ema.requires_grad_(False)
+        self.ema_updates = 0
+        with torch.no_grad():
+            for p in self.ema.parameters():
+                p.detach_()
+
+    @property
+    def ema_beta(self) -> float:
+        """optim.ema_beta, warmed up as min(β, (1 + n)/(10 + n)) so short runs are not dominated by the init."""
+        beta = float(self.cfg.optim.ema_beta)
+        n = self.ema_updates
+        return min(beta, (1.0 + n) / (10.0 + n))
+
+    def ema_update(self) -> None:
+        """ema ← β·ema + (1-β)·G for parameters; buffers (e.g. BatchNorm statistics) copied."""
+        import torch
+
+        if self.ema is None:
+            return
+        beta = self.ema_beta
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.generator.parameters()):
+                e.lerp_(p.detach(), 1.0 - beta)
+            for e, b in zip(self.ema.buffers(), self.generator.buffers()):
+                e.copy_(b)
+        self.ema_updates += 1
+
+    # -- visuals ---------------------------------------------------------------------------------------------------
+    def visuals(self) -> dict[str, torch.Tensor]:
+        """The last step's first clip: ``labels``, ``generated``, ``real`` as (T, 3, H, W) CPU float in [-1, 1]."""
+        return dict(self._visuals)
+
+    def set_visuals(self, **clips: torch.Tensor) -> None:
+        self._visuals = {k: v.detach()[0].float().cpu() for k, v in clips.items()}
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Every network's state under ``<name>.`` (and the EMA under ``G_ema.``)."""
+        out: dict[str, torch.Tensor] = {}
+        nets = dict(self.networks())
+        if self.ema is not None:
+            nets["G_ema"] = self.ema
+        for name, net in nets.items():
+            for key, value in net.state_dict().items():
+                out[f"{name}.{key}"] = value
+        return out
+
+    def load_weights(self, weights: Mapping[str, Any], *, networks: Sequence[str] | None = None,
+                     strict: bool = True) -> list[str]:
+        """Load ``weights`` (as :meth:`weights` gives) into the networks; returns the names loaded.
+
+        ``networks`` limits loading to those names (``G_ema`` included); a mismatch is a :class:`CheckpointError`.
+        A checkpoint with ``G_ema`` gives this model an EMA generator even outside training.
+        """
+        from v2vcli.checkpoint import split_networks
+
+        parts = split_networks(dict(weights))
+        nets = dict(self.networks())
+        if "G_ema" in parts and (networks is None or "G_ema" in networks):
+            if self.ema is None:
+                self.ema = copy.deepcopy(self.generator).eval()
+                self.ema.requires_grad_(False)
+            nets["G_ema"] = self.ema
+        wanted = list(networks) if networks is not None else [n for n in nets if n in parts]
+        loaded = []
+        for name in wanted:
+            if name not in nets:
+                raise CheckpointError(f"model '{self.name}' has no network '{name}' (it has "
+                                      f"{', '.join(sorted(nets))})")
+            if name not in parts:
+                if strict:
+                    raise CheckpointError(f"the checkpoint has no weights for network '{name}' (it has "
+                                          f"{', '.join(sorted(parts))})")
+                continue
+            _load_state(nets[name], parts[name], name, strict)
+            loaded.append(name)
+        if self.ema is not None and "G" in loaded and "G_ema" not in parts:
+            self.ema.load_state_dict(self.generator.state_dict())
+        return loaded
+
+    def training_state(self) -> dict[str, Any]:
+        """Optimizers, schedulers, grad scaler, EMA count and :meth:`extra_training_state` (tensors-only)."""
+        return {
+            "optimizers": {n: o.state_dict() for n, o in self._optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self._schedulers.items()},
+            "scaler": self._scaler.state_dict() if self._scaler is not None else {},
+            "ema_updates": int(self.ema_updates),
+            "model": self.extra_training_state(),
+        }
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        opts = state.get("optimizers", {})
+        missing = sorted(set(self._optimizers) - set(opts))
+        if missing:
+            raise CheckpointError(f"the training state has no optimizer for {', '.join(missing)}; it was written by a "
+                                  f"differently configured model: start a new run or use --init-from")
+        try:
+            for n, opt in self._optimizers.items():
+                opt.load_state_dict(opts[n])
+            for n, sched in self._schedulers.items():
+                if n in state.get("schedulers", {}):
+                    sched.load_state_dict(state["schedulers"][n])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            first = (str(exc).splitlines() or [""])[0]
+            raise CheckpointError(f"the training state does not fit this model ({first}); start a new run or use "
+                                  f"--init-from") from exc
+        if self._scaler is not None and state.get("scaler"):
+            self._scaler.load_state_dict(state["scaler"])
+        self.ema_updates = int(state.get("ema_updates", 0))
+        self.load_extra_training_state(dict(state.get("model", {})))
+
+
+def _load_state(net: nn.Module, state: dict[str, Any], name: str, strict: bool) -> None:
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if strict and (missing or unexpected or shape):
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. '{missing[0]}')")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. '{unexpected[0]}')")
+        if shape:
+            k = shape[0]
+            parts.append(f"{len(shape)} of another shape (e.g. '{k}' {tuple(state[k].shape)} vs "
+                         f"{tuple(own[k].shape)})")
+        raise CheckpointError(f"network '{name}' does not fit the checkpoint: {'; '.join(parts)}; the checkpoint was "
+                              f"trained with another model config")
+    usable = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    net.load_state_dict(usable, strict=False)
+
+
+def load_model_for_inference(checkpoint: Any, device: Any = "cpu",
+                             cfg_overrides: Sequence[str] = ()) -> tuple[VideoModel, Any]:
+    """Build the registered model a checkpoint was trained with and load its generators (G and, if saved, G_ema).
+
+    Returns (model, :class:`~v2vcli.checkpoint.CheckpointMeta`). The model's config and label set come from the
+    checkpoint's metadata; ``cfg_overrides`` are ``section.key=value`` strings applied on top.
+    """
+    from v2vcli.checkpoint import load_weights, read_meta
+    from v2vcli.config import build_config, merge, parse_set
+    from v2vcli.data.layout import LabelSet
+    from v2vcli.registry import get_registry
+
+    meta = read_meta(checkpoint)
+    raw = dict(meta.config)
+    for expr in cfg_overrides:
+        raw = merge(raw, parse_set(expr))
+    cfg = build_config(raw)
+    label_set = LabelSet.from_dict(meta.label_set) if meta.label_set else None
+    cls = get_registry().get_model(meta.model or cfg.model.name)
+    model = cls(cfg, label_set, device)
+    if not isinstance(model, VideoModel):
+        raise CheckpointError(f"model '{meta.model}' is not a trainable v2v model")
+    nets = [n for n in ("G", "G_ema") if n in meta.networks or n == "G"]
+    weights, _ = load_weights(checkpoint, networks=nets, device=device)
+    model.load_weights(weights, networks=nets)
+    model.train(False)
+    return model, meta
