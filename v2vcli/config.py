@@ -298,17 +298,25 @@ def build_config(raw: Mapping[str, Any]) -> V2VConfig:
     if not isinstance(name, str):
         raise ConfigError(f"model.name must be a string, got {name!r}")
     cfg_cls, loss_cls = _model_classes(name)
+    train_raw = dict(raw.get("train") or {})
+    seed = raw.get("seed")
+    if "seed" in train_raw:  # `--set train.seed=N` is what users type; the seed is one top-level key for all stages
+        alias = train_raw.pop("seed")
+        if seed is not None and seed != alias:
+            raise ConfigError(f"seed is set twice with different values (seed={seed!r}, train.seed={alias!r}); "
+                              f"keep one")
+        seed = alias
     cfg = V2VConfig(
         data=from_dict(DataConfig, raw.get("data") or {}, "data"),
         model=from_dict(cfg_cls, model_raw, "model"),
         loss=from_dict(loss_cls, raw.get("loss") or {}, "loss"),
         optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
-        train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
+        train=from_dict(TrainConfig, train_raw, "train"),
     )
     if "run_dir" in raw:
         cfg.run_dir = _coerce(raw["run_dir"], str, "run_dir")
-    if "seed" in raw:
-        cfg.seed = _coerce(raw["seed"], int, "seed")
+    if seed is not None:
+        cfg.seed = _coerce(seed, int, "seed")
     return cfg
 
 
