@@ -202,3 +202,27 @@ def test_face_curves_are_drawn_on_carphone(cli: Any, carphone_mp4: Path, tmp_pat
     assert drawn >= 0.95 * 120, drawn
     meta = json.loads((tmp_path / "ds" / "meta" / "edges.json").read_text())
     assert meta["backend"] == "face"
+
+
+def test_cli_crop_face_crops_frames_and_edges_alike(cli: Any, carphone_mp4: Path, tmp_path: Path) -> None:
+    from v2vcli.io.files import read_image, read_label
+
+    ds = tmp_path / "ds"
+    result = cli("extract", "edges", carphone_mp4, "-o", ds, "--backend", "face", "--crop", "face", "--end", "0.3")
+    assert result.exit_code == 0, result.output
+    seq = carphone_mp4.stem
+    frames = sorted((ds / "frames" / seq).glob("*.jpg"))
+    edges = sorted((ds / "edges" / seq).glob("*.png"))
+    assert len(frames) == len(edges) == 9
+    side = read_label(edges[0]).shape[0]
+    assert read_label(edges[0]).shape == (side, side) and read_image(frames[0]).shape == (side, side, 3)
+    assert 60 < side < 144
+    meta = json.loads((ds / "meta" / "frames.json").read_text())["sequences"][seq]
+    x0, y0, x1, y1 = meta["options"]["crop"]
+    assert meta["size"] == [side, side] == [x1 - x0, y1 - y0]
+    assert json.loads(sorted((ds / "edges" / seq).glob("*.json"))[0].read_text())["crop"] == [x0, y0, x1, y1]
+    # frames already stored in a dataset are not cropped in place: that would change every other modality
+    again = cli("extract", "edges", ds / "frames" / seq, "-o", ds, "--backend", "face", "--crop", "face",
+                "--overwrite")
+    assert again.exit_code == 1 and "already has frames" in again.output, again.output
+    assert read_image(frames[0]).shape == (side, side, 3)

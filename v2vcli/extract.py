@@ -19,6 +19,7 @@ by ``start_sequence``), writes what ``process`` returns under ``DATASET/<output>
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -395,8 +396,23 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
         fps, size = reader.fps, reader.size
         frames = iter(reader)
     count = 0
+    box: tuple[int, int, int, int] | None = None
     try:
         extractor.start_sequence(job.seq, fps, size)
+        crop_hook = getattr(extractor, "sequence_crop", None)
+        if crop_hook is not None:  # e.g. edges/face --crop face: one box per sequence, from its first frame
+            first = next(frames, None)
+            if first is not None:
+                box = crop_hook(first)
+                frames = itertools.chain([first], frames)
+            if box is not None:
+                if job.stored:
+                    raise ConfigError(f"'{job.seq}' already has frames in '{ctx.root}', and a crop would change "
+                                      f"them; extract with the crop into a new dataset (-o), from the video")
+                x0, y0, x1, y1 = (int(v) for v in box)
+                size = (x1 - x0, y1 - y0)
+                frames = (np.ascontiguousarray(f[y0:y1, x0:x1]) for f in frames)
+                log.info("%s: cropping every frame to x %d..%d, y %d..%d", job.seq, x0, x1, y0, y1)
         for index, frame in enumerate(frames):
             if not job.stored:
                 data = encode_image(frame, ctx.frames_ext, JPEG_QUALITY)
@@ -426,8 +442,11 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
         if not job.stored:
             fm = ds.frames_meta() if ds.exists() else {"format": ctx.frames_ext[1:], "sequences": {}}
             seqs = dict(fm.get("sequences", {}))
+            options = dict(job.frame_options)
+            if box is not None:
+                options["crop"] = [int(v) for v in box]
             seqs[job.seq] = {"fps": fps, "size": [size[0], size[1]], "count": count, "source": job.source,
-                             "options": job.frame_options}
+                             "options": options}
             fm["sequences"] = dict(sorted(seqs.items()))
             ds.write_frames_meta(fm)
         km = ds.kind_meta(ctx.kind) or {}
@@ -545,6 +564,8 @@ def _fmt_options(opts: Mapping[str, Any]) -> str:
     for key in ("fps", "start", "end"):
         if opts.get(key) is not None:
             parts.append(f"--{key} {opts[key]:g}")
+    if opts.get("crop"):
+        parts.append("a crop to x {0}..{2}, y {1}..{3}".format(*opts["crop"]))
     return " ".join(parts) or "no frame options"
 
 
