@@ -194,7 +194,7 @@ def test_summary_rows_count_params_and_flops() -> None:
     ds = Vid2VidDiscriminators(label_channels=4, ndf=8, num_d=1, n_scales_temporal=2, face_d=True,
                                face_crop_size=32)
     rows = ds.summary(32, 32)
-    assert [r.name.split(" (")[0] for r in rows] == ["D image", "D temporal 0", "D temporal 1", "D face"]
+    assert [r.name for r in rows] == ["D", "D_T0", "D_T1", "D_face"]
     assert rows[0].params == count_parameters(ds.image)
     # conv FLOP by hand: 2·Cin·Cout·16·Hout·Wout for 32→17→9→5→6→7
     shapes = [(7, 8, 17), (8, 16, 9), (16, 32, 5), (32, 64, 6), (64, 1, 7)]

@@ -385,3 +385,44 @@ def test_street_stack_has_108_label_channels() -> None:
     assert gen.scales[0].label_encoder[1].in_channels == 108
     assert gen.scales[0].prev_encoder[1].in_channels == 6
     assert gen.scales[0].fg_branch.entry[1].in_channels == 108
+
+
+def test_compiled_and_eager_g_plus_d_step_agree() -> None:
+    """One G+D training step (G forward, image-D GAN + L1 loss, backward into G and D) under torch.compile
+    (aot_eager: dynamo graph + AOT autograd, the backward included) gives the eager step's losses and gradients."""
+    import copy
+
+    import torch._dynamo
+
+    from v2v_plugins.vid2vid.discriminators import Vid2VidDiscriminators
+    from v2v_plugins.vid2vid.losses import GANLoss
+
+    gen = make_gen(fg=True, n_blocks=1)
+    torch.manual_seed(1)
+    disc = Vid2VidDiscriminators(label_channels=NC + 1, ndf=8, n_layers_d=2, num_d=1, n_scales_temporal=0)
+    gan = GANLoss("lsgan")
+    labels = label_stack(16, 16)
+    inp = GeneratorInput(labels, frames(2, 16, 16).unsqueeze(0))
+    real = frames(3, 16, 16)[2:]
+
+    def step(g: Any, d: Any) -> torch.Tensor:
+        fake = g(inp).final
+        g_loss = gan.generator(d.forward_image(labels[:, -1], fake)) + (fake - real).abs().mean()
+        d_loss = gan.discriminator(d.forward_image(labels[:, -1], real), d.forward_image(labels[:, -1], fake.detach()))
+        return g_loss + d_loss
+
+    g2, d2 = copy.deepcopy(gen), copy.deepcopy(disc)
+    eager = step(gen, disc)
+    eager.backward()
+    torch._dynamo.reset()
+    try:
+        compiled = step(torch.compile(g2, backend="aot_eager"), torch.compile(d2, backend="aot_eager"))
+        compiled.backward()
+    finally:
+        torch._dynamo.reset()
+    assert torch.allclose(eager, compiled, atol=1e-5)
+    for (name, a), b in zip(list(gen.named_parameters()) + list(disc.named_parameters()),
+                            list(g2.parameters()) + list(d2.parameters())):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None:
+            assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name

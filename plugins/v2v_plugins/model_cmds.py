@@ -48,6 +48,17 @@ def _render(summary: Any) -> None:
     table.add_row("[bold]total[/bold]", "", "", f"{summary.total_params:,}",
                   f"{sum(n.gflop_per_frame for n in summary.networks.values()):,.1f}", "")
     console().print(table)
+    rows = getattr(summary, "discriminators", None) or []
+    if rows:
+        dtable = Table(title="discriminators (training only)")
+        for col, justify in (("net", "left"), ("in", "right"), ("params", "right"), ("GFLOP/call", "right"),
+                             ("applied to", "left")):
+            dtable.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for r in rows:
+            dtable.add_row(r["name"], str(r["in_channels"]), f"{r['params']:,}", f"{r['gflop']:,.1f}",
+                           f"{r['applications']} at " + "x".join(str(v) for v in r["input_size"]))
+        dtable.add_row("[bold]total[/bold]", "", f"{sum(r['params'] for r in rows):,}", "", "")
+        console().print(dtable)
     console().print("GFLOP: convolutions and matmuls, 1 MAC = 2 FLOP, one generated frame, batch 1. Activations: "
                     "tensors kept for backward in fp32 (bf16 about halves them).")
 

@@ -442,13 +442,13 @@ class Vid2VidDiscriminators(nn.Module):
                 d(x)
             rows.append(DiscriminatorRow(name, c, count_parameters(d), counter.get_total_flops() / 1e9, (w, h), apps))
 
-        measure("D image", twin.image, twin.image.in_channels, width, height, "real, final, raw per frame")
+        measure("D", twin.image, twin.image.in_channels, width, height, "real, final, raw frames")
         for k, d in enumerate(twin.temporal):
-            measure(f"D temporal {k} (every {self.n_frames_d ** k})", d, d.in_channels, width, height,
-                    "real and fake per window")  # type: ignore[arg-type]
+            measure(f"D_T{k}", d, d.in_channels, width, height,
+                    f"real, fake windows (every {self.n_frames_d ** k} frames)")  # type: ignore[arg-type]
         if twin.face is not None:
-            measure("D face", twin.face, twin.face.in_channels, self.face_crop_size, self.face_crop_size,
-                    "real and fake crop per frame")
+            measure("D_face", twin.face, twin.face.in_channels, self.face_crop_size, self.face_crop_size,
+                    "real, fake face crops")
         return rows
 
     def meta_copy(self) -> Vid2VidDiscriminators:

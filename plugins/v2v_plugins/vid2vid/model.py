@@ -69,6 +69,8 @@ class ModelSummary:
     input_nc: int  # conditioning channels per frame
     conditioning: str
     networks: dict[str, NetworkSummary]
+    #: training-only networks (image, temporal and face Ds): one row each, GFLOP per application
+    discriminators: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total_params(self) -> int:
@@ -210,5 +212,15 @@ class Vid2Vid:
         w, h = cls.check_size(cfg, size)
         spec = cls.conditioning(cfg, label_set)
         nets = cls.build_networks(cfg, spec, device="meta")
+        from dataclasses import asdict
+
+        import torch
+
+        from .discriminators import Vid2VidDiscriminators
+
+        with torch.device("meta"):
+            D = Vid2VidDiscriminators.from_config(cfg.model, label_channels=spec.input_nc,
+                                                  image_channels=cfg.model.output_nc)
+        rows = [{**asdict(r), "input_size": list(r.input_size)} for r in D.summary(w, h)]
         return ModelSummary(cfg.model.name, (w, h), spec.input_nc, spec.describe(),
-                            summarize_networks(nets, (w, h)))
+                            summarize_networks(nets, (w, h)), rows)
