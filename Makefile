@@ -16,11 +16,10 @@ install: $(VENV)/.v2v-installed
 test: install
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
-# The offline demo (issue 14): synthetic world -> dataset check -> a short vid2vid training run on the CPU.
+# The offline demo (issue 14): synthetic world, vid2vid and the per-frame ablation trained for 10 minutes each on
+# the CPU (a GPU when present), synthesis, evaluation, demo_out/report.html.
 demo: install
-	$(VENV)/bin/v2v demo world --out demo_out/world --seed 0 --size 128x64 --frames 24 --sequences 3
-	$(VENV)/bin/v2v dataset check demo_out/world
-	$(VENV)/bin/v2v train --config examples/configs/tiny.yaml --data demo_out/world --run-dir demo_out/run --max-steps 40
+	$(VENV)/bin/v2v demo --out demo_out
 
 bench: install
 	$(PY) benchmarks/bench_model.py --out benchmarks/out/bench_model.json
