@@ -39,6 +39,18 @@ __all__ = [
 T = TypeVar("T")
 
 
+
+def _check_min(obj: Any, section: str, minimums: Mapping[str, float], strict: Sequence[str] = ()) -> None:
+    """One-line errors for counts and rates out of range (``strict``: must be greater than the minimum)."""
+    for key, lo in minimums.items():
+        value = getattr(obj, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value < lo or (key in strict and value <= lo):
+            rel = "greater than" if key in strict else "at least"
+            raise ConfigError(f"{section}.{key} must be {rel} {lo:g}, got {value:g}")
+
+
 @dataclass(kw_only=True)
 class DataConfig:
     """What the training loader reads from a dataset (layout in ARCHITECTURE.md)."""
@@ -58,6 +70,14 @@ class DataConfig:
     flow: str = "dataset"  # "dataset" (flow/ modality) or a flow estimator name computed on the fly
     foreground: list[str] = field(default_factory=list)  # foreground class names (e.g. ["car"])
 
+    def __post_init__(self) -> None:
+        _check_min(self, "data", {"n_frames_total": 1, "n_frames_start": 0, "max_t_step": 1, "batch_size": 1,
+                                  "clips_per_sequence": 1, "num_workers": 0})
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ConfigError(f"data.size must be [W, H] with positive sides, got {list(self.size)}")
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ConfigError(f"data.scale_range must be [lo, hi] with 0 < lo <= hi, got {list(self.scale_range)}")
+
 
 @dataclass(kw_only=True)
 class OptimConfig:
@@ -68,6 +88,13 @@ class OptimConfig:
     niter_decay: int = 10  # epochs of linear decay to zero, for every optimizer
     grad_clip: float = 0.0  # 0 disables
     ema_beta: float = 0.999
+
+    def __post_init__(self) -> None:
+        _check_min(self, "optim", {"lr": 0.0, "beta1": 0.0, "beta2": 0.0, "niter": 0, "niter_decay": 0,
+                                   "grad_clip": 0.0, "ema_beta": 0.0}, strict=["lr"])
+        for key in ("beta1", "beta2", "ema_beta"):
+            if getattr(self, key) >= 1:
+                raise ConfigError(f"optim.{key} must be below 1, got {getattr(self, key):g}")
 
 
 @dataclass(kw_only=True)
@@ -88,6 +115,11 @@ class TrainConfig:
     device: str = "auto"
     max_bad_steps: int = 5  # consecutive non-finite losses before training aborts
     tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        _check_min(self, "train", {"max_steps": 0, "niter_step": 0, "niter_fix_global": 0,
+                                   "max_frames_backpropagate": 0, "checkpoint_every": 1, "keep_last": 0,
+                                   "log_every": 1, "sample_every": 0, "val_every": 0, "max_bad_steps": 1})
 
 
 @dataclass(kw_only=True)

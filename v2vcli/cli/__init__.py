@@ -1,8 +1,8 @@
 """The ``v2v`` command line: a Typer app built from the plugin manager.
 
 Commands come from ``v2v_register_commands`` hooks (the built-ins are ordinary plugins). One handler turns a
-:class:`~v2vcli.errors.V2VError` into ``Error: ...`` on stderr with exit 1; usage errors exit 2; a traceback is
-shown only with ``--verbose``. Command bodies import torch themselves so ``v2v --help`` stays fast.
+:class:`~v2vcli.errors.V2VError` into ``Error: ...`` on stderr with exit 1; usage errors are one ``Error:`` line
+too, with exit 2; a traceback is shown only with ``--verbose``. Command bodies import torch themselves so ``v2v --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -36,6 +36,24 @@ state: dict[str, Any] = {"verbose": False, "quiet": False}
 
 class V2VGroup(TyperGroup):
     """Root group with v2v's single error handler."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Usage errors (unknown command or option, bad option value) as one ``Error:`` line, exit 2, instead of
+        the framework's usage box: every failure of every command reads the same way."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _FRAMEWORK_EXC as exc:
+            message = getattr(exc, "format_message", None)
+            if not callable(message):  # Abort (e.g. EOF at a prompt)
+                typer.echo("Error: aborted", err=True)
+                sys.exit(1)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"Error: {message()}{hint}", err=True)
+            sys.exit(int(getattr(exc, "exit_code", 1)))
+        sys.exit(rv if isinstance(rv, int) else 0)  # non-standalone mode returns Exit codes (--help: 0)
 
     def invoke(self, ctx: Any) -> Any:
         try:
