@@ -1,10 +1,11 @@
-"""v2v built-in plugin 'evaluate': the metrics fid, psnr, ssim, warp_error and the ``v2v eval`` command group.
+"""v2v built-in plugin 'evaluate': the metrics fid, psnr, ssim, warp_error, fvd, vfid_i3d, lpips,
+pose_consistency, seg_consistency, their weights names (i3d_kinetics400, lpips_vgg) and the ``v2v eval`` group.
 
 ``v2v eval METRIC --real PATH --fake PATH [--json] [--weights NAME=PATH]``: one subcommand per registered metric
 (this plugin's and any third party's), named with dashes (``warp_error`` → ``warp-error``). Each metric's
 ``Config`` dataclass fields become options of its subcommand (``--field-name``; booleans ``--flag/--no-flag``;
 ``Literal`` fields a choice), help taken from the field's ``metadata["help"]``. The name ``all`` is reserved for
-the report over every metric.
+the report over every metric: ``v2v eval all --real DS --fake DIR -o OUT`` (:mod:`.report`).
 
 Only light modules are imported here; metric modules import torch inside their methods.
 """
@@ -22,7 +23,8 @@ import typer
 
 from v2vcli.hookspecs import hookimpl
 
-__all__ = ["v2v_register_metrics", "v2v_register_commands", "add_metric_command", "render_result",
+__all__ = ["v2v_register_metrics", "v2v_register_weights", "v2v_register_commands", "add_metric_command",
+           "render_result",
            "RESERVED_SUBCOMMANDS"]
 
 log = logging.getLogger(__name__)
@@ -36,13 +38,29 @@ def _builtin_metrics() -> list[type]:
     from v2v_plugins.evaluate.image_metrics import PSNR, SSIM
     from v2v_plugins.evaluate.warp_error import WarpError
 
-    return [FID, PSNR, SSIM, WarpError]
+    return [FID, PSNR, SSIM, WarpError, *_evaluation_ii_metrics()]
+
+
+def _evaluation_ii_metrics() -> list[type]:
+    from v2v_plugins.evaluate.consistency import PoseConsistency, SegConsistency
+    from v2v_plugins.evaluate.fvd import FVD, VFIDI3D
+    from v2v_plugins.evaluate.lpips import LPIPS
+
+    return [FVD, VFIDI3D, LPIPS, PoseConsistency, SegConsistency]
 
 
 @hookimpl
 def v2v_register_metrics(register: Any) -> None:
     for cls in _builtin_metrics():
         register(cls.name, cls)
+
+
+@hookimpl
+def v2v_register_weights(register: Any) -> None:
+    from v2v_plugins.evaluate.weights import EVAL_WEIGHTS
+
+    for entry in EVAL_WEIGHTS:
+        register(entry)
 
 
 # -- command generation ------------------------------------------------------------------------------------------
@@ -160,6 +178,60 @@ def render_result(result: Any) -> None:
     console().print(table)
 
 
+def _add_all_command(group: typer.Typer) -> None:
+    @group.command("all")
+    def eval_all(
+        real: str = typer.Option(..., "--real", help="Real frames / conditioning dataset (a dataset root gives "
+                                                    "every metric its inputs)."),
+        fake: str = typer.Option(..., "--fake", help="Synthesized frames: video, frame folder or folder of sequences."),
+        out: str = typer.Option("eval_report", "--out", "-o", help="Folder for report.json, report.md and plots."),
+        metric: list[str] = typer.Option([], "--metric", "-m", help="Only these metrics (repeatable; default all)."),
+        skip: list[str] = typer.Option([], "--skip", help="Leave these metrics out (repeatable)."),
+        set_: list[str] = typer.Option([], "--set", help="Metric option METRIC.FIELD=VALUE, e.g. "
+                                                         "seg_consistency.backend=dataset:GT (repeatable)."),
+        horizons: bool = typer.Option(False, "--horizons/--no-horizons", help="Also plot per-frame metrics against "
+                                                                            "the frame index (prediction horizon)."),
+        weights: list[str] = typer.Option([], "--weights", help="NAME=PATH of a weights file (repeatable)."),
+        verify_weights: bool = typer.Option(True, "--verify-weights/--no-verify-weights",
+                                            help="Check sha256 of --weights files."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        json_out: bool = typer.Option(False, "--json", help="Print the report summary as JSON."),
+    ) -> None:
+        """Every metric whose inputs and weights are available: report.json, report.md and PNG plots in OUT."""
+        from v2v_plugins.evaluate.report import evaluate_all
+        from v2vcli.cli.util import console, print_json
+        from v2vcli.config import merge, parse_set
+        from v2vcli.errors import ConfigError
+        from v2vcli.weights import parse_weights_overrides
+
+        options: dict[str, Any] = {}
+        for expr in set_:
+            parsed = parse_set(expr)
+            name = next(iter(parsed))
+            if not isinstance(parsed[name], dict):
+                raise ConfigError(f"--set expects METRIC.FIELD=VALUE, got '{expr}'")
+            options = merge(options, parsed)
+        report = evaluate_all(real, fake, out, metrics=metric or None, skip=skip, options=options,
+                              weights=parse_weights_overrides(weights), verify_weights=verify_weights,
+                              device=device, horizons=horizons)
+        if json_out:
+            print_json({"out": out, "summary": report["summary"], "skipped": report["skipped"],
+                        "failed": report["failed"], "plots": report["plots"]})
+            return
+        from rich.table import Table
+
+        table = Table(title=f"v2v eval all → {out}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("note")
+        for name, item in report["summary"].items():
+            table.add_row(name, _fmt(item["value"]), "higher is better" if item["higher_is_better"] else
+                          "lower is better")
+        for name, why in {**report["skipped"], **report["failed"]}.items():
+            table.add_row(name, "-", ("FAILED: " if name in report["failed"] else "skipped: ") + why[:100])
+        console().print(table)
+
+
 @hookimpl
 def v2v_register_commands(app: typer.Typer) -> None:
     from v2vcli.errors import PluginError
@@ -168,6 +240,7 @@ def v2v_register_commands(app: typer.Typer) -> None:
     eval_app = typer.Typer(help="Measure synthesized video against real video: "
                                 "v2v eval METRIC --real PATH --fake PATH.", no_args_is_help=True)
     app.add_typer(eval_app, name="eval")
+    _add_all_command(eval_app)
     try:
         metrics = {name: reg.obj for name, reg in get_registry().metrics().items()}
     except PluginError as exc:  # a broken third-party metric must not take the built-in ones down
