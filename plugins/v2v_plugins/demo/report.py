@@ -133,8 +133,8 @@ def write_report(result: DemoResult, opts: DemoOptions, world: Path, val_seqs: l
                                ("ssim", "SSIM vs ground truth (higher is better)", ""),
                                ("warp_error", "flow-warping error (lower is better)", "MSE"),
                                ("seg_miou", "label consistency: segmenter mIoU (higher is better)", "mIoU")):
-        groups = {n: {key: result.metrics[n][key]} for n in names if key in result.metrics[n]}
-        img = bar_chart({k: {k: v[key]} for k, v in groups.items()}, title=title, ylabel=ylabel)
+        img = bar_chart({n: result.metrics[n][key] for n in names if key in result.metrics[n]}, title=title,
+                        ylabel=ylabel)
         write_image(plots / f"{key}.png", img)
         charts.append((f"plots/{key}.png", title))
     wf = {n: (list(range(1, len(per_frame[n]["warp_error"]) + 1)), per_frame[n]["warp_error"]) for n in names}
