@@ -7,7 +7,9 @@ too, with exit 2; a traceback is shown only with ``--verbose``. Command bodies i
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 import traceback
 from typing import Any
@@ -30,6 +32,8 @@ except ImportError:
 from v2vcli.errors import V2VError
 
 __all__ = ["build_app", "main", "state"]
+
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 state: dict[str, Any] = {"verbose": False, "quiet": False}
 
@@ -65,6 +69,12 @@ class V2VGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("Error: interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                where = f" writing '{exc.filename}'" if exc.filename else ""
+                _report(V2VError(f"no space left{where} ({os.strerror(exc.errno or 0)}): free disk space (or raise the "
+                                 f"file-size limit) and run the command again; finished work is kept"), 1)
+            _report(exc, 1, unexpected=True)
         except Exception as exc:  # unexpected: still one line unless --verbose
             _report(exc, 1, unexpected=True)
         return None

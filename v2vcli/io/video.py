@@ -434,13 +434,17 @@ class FFmpegReader(VideoReader):
             self._finish(0)
         return count
 
-    def _check_complete(self, produced: int) -> None:
-        """A file cut short after its header (moov first) decodes without an error but with far fewer frames."""
+    def _check_complete(self, produced: int, decode_errors: bool = False) -> None:
+        """A file cut short after its header (moov first) decodes without an error but with far fewer frames.
+
+        With decoding errors reported, two missing frames already mean a truncated file; without, a 10% + 1 s slack
+        leaves room for containers whose stated duration is a little off."""
         if self.info.duration is None or self.info.duration <= 0:
             return
         stop = self.info.duration if self.end is None else min(self.end, self.info.duration)
         expected = (stop - (self.start or 0.0)) * self.fps
-        if expected > 0 and produced < 0.9 * expected - self.fps:
+        short = produced < expected - 2 if decode_errors else produced < 0.9 * expected - self.fps
+        if expected > 0 and short:
             raise VideoError(f"video '{self.path}' is truncated: decoded {produced / self.fps:.2f} s of its "
                              f"{self.info.duration:.2f} s (re-copy the file, or pass --end to read only the "
                              f"complete part)")
@@ -472,10 +476,10 @@ class FFmpegReader(VideoReader):
                 produced += 1
             if proc.wait() != 0:
                 raise VideoError(f"cannot decode '{self.path}': {tail.last()}")
+            self._check_complete(produced, decode_errors=bool(tail.text()))
             if tail.text():
                 log.warning("ffmpeg reported problems decoding '%s' (the frames may show artefacts): %s", self.path,
                             tail.last())
-            self._check_complete(produced)
             self._finish(produced)
         finally:
             self.close()

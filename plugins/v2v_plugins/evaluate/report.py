@@ -60,6 +60,10 @@ def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics
     from v2vcli.io.files import write_json
     from v2vcli.registry import get_registry
 
+    from v2v_plugins.evaluate.inputs import resolve_input
+
+    resolve_input(real, "--real")  # a missing or unreadable input is an error, not a report of skipped metrics
+    resolve_input(fake, "--fake")
     registered = {name: reg.obj for name, reg in get_registry().metrics().items()}
     wanted = [m.replace("-", "_") for m in (metrics or sorted(registered))]
     skip_set = {m.replace("-", "_") for m in skip}
