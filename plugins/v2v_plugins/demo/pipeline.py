@@ -6,8 +6,8 @@ Steps (each result goes under ``OUT``):
 2. ``runs/vid2vid`` and ``runs/perframe``: both models trained by the same trainer with the same wall-clock
    budget. The budget becomes a step count: a short calibration run (deleted afterwards) times the model's steps,
    and the real run is configured so that its whole LR schedule (constant, then linear decay) fits the budget.
-3. ``synth/<model>/<seq>/``: every val sequence synthesized frame by frame from its label maps alone (empty
-   history for vid2vid, as ``v2v synthesize`` does by default), PNG frames.
+3. ``synth/<model>/<seq>/``: every val sequence synthesized by ``v2v synthesize`` from its label maps alone (empty
+   history, EMA generator), PNG frames.
 4. Evaluation against the ground-truth val frames: PSNR, SSIM, flow-warping error (``v2v eval`` metrics) and
    seg_consistency judged by a small segmenter trained on the world's real train frames (:mod:`.segmenter`).
 5. ``report.html`` (+ ``report.json``): side-by-side videos (labels | perframe | vid2vid | ground truth), loss
@@ -17,7 +17,6 @@ Steps (each result goes under ``OUT``):
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -39,10 +38,10 @@ MODELS = {"perframe": "tiny_perframe.yaml", "vid2vid": "tiny.yaml"}
 
 
 def _configs_dir() -> Path:
-    """examples/configs of a source checkout, else the copy shipped inside the package."""
-    for cand in (ROOT / "examples" / "configs", Path(__file__).resolve().parent / "configs"):
-        if (cand / "tiny.yaml").is_file():
-            return cand
+    """examples/configs of the source checkout the package runs from."""
+    cand = ROOT / "examples" / "configs"
+    if (cand / "tiny.yaml").is_file():
+        return cand
     raise ConfigError("the demo's presets (examples/configs/tiny.yaml) were not found; run the demo from a v2v "
                       "source checkout")
 
@@ -152,30 +151,12 @@ def _train(model: str, opts: DemoOptions, world: Path, runs: Path) -> dict[str, 
             "config": str(_configs_dir() / MODELS[model])}
 
 
-def _synthesize(checkpoint: str, world: Path, seqs: list[str], out: Path, device: str) -> None:
-    """Every val sequence from its labels alone, frame by frame with the model's sliding history (PNG frames)."""
-    import numpy as np
+def _synthesize(checkpoint: str, world: Path, out: Path, device: str) -> None:
+    """Every val sequence from its labels alone, through `v2v synthesize` (empty history, EMA G, PNG frames)."""
+    from v2v_plugins.synthesize.engine import SynthesisOptions, synthesize
 
-    from v2vcli.data.clips import ClipDataset
-    from v2vcli.io.files import write_image
-    from v2vcli.model import load_model_for_inference
-
-    model, _ = load_model_for_inference(checkpoint, device=device)
-    data_cfg = copy.deepcopy(model.cfg.data)
-    data_cfg.root = str(world)
-    data = ClipDataset(data_cfg, split="val", history=0, need_flow=False, augment=False, label_set=model.label_set)
-    gen = model.frame_generator(use_ema=True)
-    for i, seq in enumerate(data.sequences):
-        if seq not in seqs:
-            continue
-        clip = data.clip(i, data.counts[seq]).to(device)
-        gen.reset()
-        folder = out / seq
-        folder.mkdir(parents=True, exist_ok=True)
-        for t in range(clip.frames.shape[1]):
-            frame = gen.step({k: v[:, t] for k, v in clip.inputs.items()}).frame
-            img = ((frame[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-            write_image(folder / f"{t:06d}.png", np.ascontiguousarray(img))
+    synthesize(SynthesisOptions(checkpoint=checkpoint, labels=world, output=f"{out}/", split="val", format="png",
+                                device=device, progress=False))
 
 
 def _resolve_device(name: str) -> str:
@@ -226,7 +207,7 @@ def run_demo(opts: DemoOptions) -> DemoResult:
     synth = out / "synth"
     shutil.rmtree(synth, ignore_errors=True)
     for model in MODELS:
-        _synthesize(training[model]["checkpoint"], world, val_seqs, synth / model, device)
+        _synthesize(training[model]["checkpoint"], world, synth / model, device)
 
     log.info("4/5 evaluating")
     label_set = ds.label_set("seg")
