@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import sys
 import traceback
 from typing import Any
@@ -69,15 +70,31 @@ class V2VGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("Error: interrupted", err=True)
             sys.exit(130)
-        except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                where = f" writing '{exc.filename}'" if exc.filename else ""
-                _report(V2VError(f"no space left{where} ({os.strerror(exc.errno or 0)}): free disk space (or raise the "
+        except Exception as exc:  # unexpected: still one line unless --verbose
+            code = _no_space_errno(exc)
+            if code is not None:
+                name = getattr(exc, "filename", None)
+                where = f" writing '{name}'" if name else ""
+                _report(V2VError(f"no space left{where} ({os.strerror(code)}): free disk space (or raise the "
                                  f"file-size limit) and run the command again; finished work is kept"), 1)
             _report(exc, 1, unexpected=True)
-        except Exception as exc:  # unexpected: still one line unless --verbose
-            _report(exc, 1, unexpected=True)
         return None
+
+
+def _no_space_errno(exc: BaseException) -> int | None:
+    """ENOSPC/EFBIG/EDQUOT behind ``exc``: an OSError, or a library error that wraps one in its message
+    (safetensors: "I/O error: File too large (os error 27)")."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in _NO_SPACE:
+            return int(cur.errno)
+        m = re.search(r"os error (\d+)", str(cur))
+        if m and int(m.group(1)) in _NO_SPACE:
+            return int(m.group(1))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _report(exc: BaseException, code: int, unexpected: bool = False) -> None:
