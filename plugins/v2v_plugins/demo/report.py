@@ -70,7 +70,8 @@ def commands(result: DemoResult, opts: DemoOptions, val_seqs: list[str]) -> list
                                             f"--split val --format png -o {out}/synth/{model}"))
     seq = val_seqs[0]
     for metric in ("psnr", "ssim", "warp_error"):
-        cmds.append((f"eval {metric} ({seq})", f"v2v eval {metric} --real {out}/world/frames/{seq} --fake "
+        name = metric.replace("_", "-")
+        cmds.append((f"eval {metric} ({seq})", f"v2v eval {name} --real {out}/world/frames/{seq} --fake "
                                                f"{out}/synth/vid2vid/{seq}"))
     return cmds
 
