@@ -9,8 +9,9 @@ A model class registered through ``v2v_register_models`` subclasses :class:`Vide
    the EMA copy of G and the fp16 grad scaler.
 3. The trainer calls ``start_epoch(epoch)`` at each epoch start (LR schedule, frozen scales) and
    ``train_step(batch)`` per batch; the step generates frames, computes named losses and steps its optimizers
-   through :meth:`VideoModel.optimize` (NaN/inf guard, grad clipping, GradScaler), then the trainer calls
-   ``ema_update()``.
+   through :meth:`VideoModel.optimize` (NaN/inf guard, gradients averaged over the ranks of a distributed run,
+   grad clipping, GradScaler), then the trainer calls ``ema_update()``. In a distributed run every rank starts
+   from rank 0's networks (:meth:`VideoModel.sync_networks`), so the ranks stay identical.
 4. Checkpoints: ``weights()`` / ``load_weights()`` (every network under its name, EMA as ``G_ema``) and
    ``training_state()`` / ``load_training_state()`` (optimizers, schedulers, scaler, EMA count).
 5. Synthesis: ``frame_generator()`` returns a :class:`FrameGenerator` that makes one frame at a time with a
@@ -302,9 +303,18 @@ class VideoModel(ABC):
             self._optimizers[name] = opt
             self._schedulers[name] = torch.optim.lr_scheduler.LambdaLR(opt, decay)
         self._scaler = torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
+        self.sync_networks()
         self.reset_ema()
         self.train(True)
         self.training_ready = True
+
+    def sync_networks(self) -> None:
+        """Give every rank rank 0's networks (ranks are seeded apart, so their random inits differ)."""
+        from v2vcli.distributed import broadcast_module_, is_distributed
+
+        if is_distributed():
+            for net in self.networks().values():
+                broadcast_module_(net)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return dict(self._optimizers)
@@ -329,20 +339,28 @@ class VideoModel(ABC):
     def optimize(self, names: str | Sequence[str], loss: torch.Tensor) -> bool:
         """Backward ``loss`` and step the optimizers ``names``; False (nothing stepped) when not finite.
 
-        Gradients are clipped to ``optim.grad_clip`` (per optimizer, 0 = off); fp16 goes through the GradScaler,
-        which skips steps with overflowing gradients itself.
+        In a distributed run the gradients are averaged over the ranks first (:meth:`average_gradients`; every
+        rank must call ``optimize`` with the same ``names``), and a non-finite loss on any rank skips the step on
+        all of them. Gradients are clipped to ``optim.grad_clip`` (per optimizer, 0 = off); fp16 goes through the
+        GradScaler, which skips steps with overflowing gradients itself.
         """
         import torch
+
+        from v2vcli.distributed import is_distributed
 
         names = [names] if isinstance(names, str) else [n for n in names if n in self._optimizers]
         if not names:
             return True
-        if not bool(torch.isfinite(loss.detach()).all()):
-            self.zero_grad(names)
-            return False
+        finite = bool(torch.isfinite(loss.detach()).all())
         scaler = self._scaler
         self.zero_grad(names)
-        scaler.scale(loss).backward()
+        if finite:
+            scaler.scale(loss).backward()
+        if is_distributed():
+            finite = self.average_gradients(names, finite)
+        if not finite:
+            self.zero_grad(names)
+            return False
         clip = float(self.cfg.optim.grad_clip)
         for n in names:
             opt = self._optimizers[n]
@@ -359,6 +377,55 @@ class VideoModel(ABC):
         scaler.update()
         self.zero_grad(names)
         return True
+
+    def average_gradients(self, names: Sequence[str], finite: bool = True,
+                          bucket_elements: int = 1 << 25) -> bool:
+        """Average the gradients of optimizers ``names`` over all ranks (the data-parallel step); False if any
+        rank's loss was not finite (then every rank skips the step, so they stay in lockstep).
+
+        Gradients travel in flat buckets of at most ``bucket_elements`` values with one extra slot per parameter
+        saying whether any rank has a gradient for it (a parameter no rank used keeps ``None``, as with DDP's
+        unused parameters, and Adam leaves it alone). Only the optimizers being stepped take part, so each
+        temporal discriminator is synchronised only on the steps where its scale is active.
+        """
+        import torch
+
+        from v2vcli.distributed import all_reduce_, get_world_size
+
+        world = get_world_size()
+        seen: set[int] = set()
+        params: list[torch.Tensor] = []
+        for n in names:
+            for group in self._optimizers[n].param_groups:
+                for p in group["params"]:
+                    if p.requires_grad and id(p) not in seen:
+                        seen.add(id(p))
+                        params.append(p)
+        bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
+        if not params:
+            return float(all_reduce_(bad)[0]) == 0.0
+        buckets: list[list[torch.Tensor]] = [[]]
+        size = 0
+        for p in params:
+            if buckets[-1] and size + p.numel() > bucket_elements:
+                buckets.append([])
+                size = 0
+            buckets[-1].append(p)
+            size += p.numel()
+        for i, bucket in enumerate(buckets):
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in bucket]
+            flags = torch.tensor([float(p.grad is not None) for p in bucket], device=self.device)
+            parts = [g.reshape(-1).float() for g in grads] + [flags] + ([bad] if i == 0 else [])
+            flat = all_reduce_(torch.cat(parts))
+            offset = 0
+            used = flat[-len(bucket) - (1 if i == 0 else 0):][:len(bucket)].tolist()
+            for p, g, u in zip(bucket, grads, used):
+                n = p.numel()
+                p.grad = (flat[offset:offset + n].view_as(p) / world).to(g.dtype) if u > 0 else None
+                offset += n
+            if i == 0:
+                bad = flat[offset + len(bucket):offset + len(bucket) + 1]
+        return float(bad[0]) == 0.0
 
     # -- EMA -------------------------------------------------------------------------------------------------------
     def reset_ema(self) -> None:

@@ -1,4 +1,8 @@
-"""v2v built-in plugin 'train': the ``v2v train`` command (single process; the loop lives in :mod:`.loop`).
+"""v2v built-in plugin 'train': the ``v2v train`` command (the loop lives in :mod:`.loop`).
+
+``--gpus N`` (N > 1) or ``--nnodes M`` (M > 1) re-runs the same command line in N worker processes through
+torchrun's elastic launcher (:func:`v2vcli.distributed.launch_elastic`); a process that torchrun started (``RANK``
+and ``WORLD_SIZE`` set) joins instead of launching. ``--device cpu`` gives gloo ranks (how CI tests DDP).
 
 Config precedence: (with ``--resume``, the checkpoint's own config) < ``--config`` files in order < ``--set`` <
 explicit flags (``--data``, ``--run-dir``, ``--device``, ``--max-steps``, ``--precision``, ``--compile``). So
@@ -15,7 +19,7 @@ import typer
 
 from v2vcli.hookspecs import hookimpl
 
-__all__ = ["v2v_register_commands", "resolve_train_config"]
+__all__ = ["v2v_register_commands", "resolve_train_config", "check_launch_device", "launch_elastic_from_cli"]
 
 CONFIG_HELP = "YAML config file(s), merged in order (presets in examples/configs/)."
 
@@ -42,6 +46,41 @@ def resolve_train_config(config: list[str], sets: list[str], flags: dict[str, An
     return build_config(merge(base, user))
 
 
+def check_launch_device(device: str, gpus: int) -> int | None:
+    """Refuse a launch the machine cannot run (one line, before any process starts); returns the CPU threads each
+    worker should use (None on CUDA)."""
+    import os
+
+    import torch
+
+    from v2vcli.errors import DeviceError
+
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--gpus {gpus}: CUDA is not available; pass --device cpu for {gpus} CPU (gloo) ranks")
+        name = "cuda"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--gpus {gpus} --device {name}: CUDA is not available (torch {torch.__version__} sees "
+                              f"no GPU); use --device cpu for CPU (gloo) ranks")
+        if torch.cuda.device_count() < gpus:
+            raise DeviceError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return None
+    if name != "cpu":
+        raise DeviceError(f"unknown device '{device}'; use cpu, cuda or auto")
+    return max(1, (os.cpu_count() or 1) // gpus)
+
+
+def launch_elastic_from_cli(argv: list[str], *, gpus: int, nnodes: int, node_rank: int | None,
+                            rdzv_endpoint: str | None, max_restarts: int, threads: int | None) -> None:
+    """Re-run ``v2v <argv>`` in ``gpus`` workers per node (see :func:`v2vcli.distributed.launch_elastic`)."""
+    from v2vcli.distributed import launch_elastic
+
+    launch_elastic(argv, nproc_per_node=gpus, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint,
+                   max_restarts=max_restarts, threads_per_proc=threads)
+
+
 @hookimpl
 def v2v_register_commands(app: typer.Typer) -> None:
     @app.command("train")
@@ -49,7 +88,8 @@ def v2v_register_commands(app: typer.Typer) -> None:
         config: list[str] = typer.Option([], "--config", "-c", help=CONFIG_HELP),
         data: str = typer.Option(None, "--data", help="Dataset folder (`v2v demo world` or `v2v extract` makes one)."),
         run_dir: str = typer.Option(None, "--run-dir", help="Where checkpoints, logs and samples go."),
-        gpus: int = typer.Option(1, "--gpus", help="Number of GPUs (this version trains on one)."),
+        gpus: int = typer.Option(1, "--gpus", help="Processes per machine: one per GPU (or gloo ranks with --device "
+                                                  "cpu); >1 launches through torchrun's elastic agent."),
         device: str = typer.Option(None, "--device", help="cpu, cuda or auto (default: train.device, auto)."),
         max_steps: int = typer.Option(None, "--max-steps",
                                       help="Absolute global step to stop at (a resumed run continues to it)."),
@@ -59,15 +99,23 @@ def v2v_register_commands(app: typer.Typer) -> None:
         precision: str = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (autocast; GradScaler for fp16)."),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator."),
         set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
+        nnodes: int = typer.Option(1, "--nnodes", help="Machines taking part (each runs the same command)."),
+        node_rank: int = typer.Option(None, "--node-rank",
+                                      help="This machine's rank 0..nnodes-1 (static rendezvous); without it "
+                                           "ranks are assigned as machines join."),
+        rdzv_endpoint: str = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT where the machines meet "
+                                                                        "(node 0; needed with --nnodes > 1)."),
+        max_restarts: int = typer.Option(0, "--max-restarts",
+                                         help="Restart all workers up to N times after a failure; they resume from "
+                                              "the last checkpoint."),
     ) -> None:
-        """Train a video model (vid2vid by default) on a dataset, on one GPU or the CPU."""
+        """Train a video model (vid2vid by default) on a dataset: one GPU, the CPU, N GPUs or several machines."""
         from v2vcli.errors import DeviceError
 
         if gpus < 1:
             raise DeviceError(f"--gpus must be at least 1, got {gpus}")
-        if gpus > 1:
-            raise DeviceError(f"--gpus {gpus}: multi-GPU training is not available in this version; train on one "
-                              f"GPU with --gpus 1")
+        if nnodes < 1:
+            raise DeviceError(f"--nnodes must be at least 1, got {nnodes}")
         flags: dict[str, Any] = {}
         if data is not None:
             flags.setdefault("data", {})["root"] = data
@@ -81,10 +129,29 @@ def v2v_register_commands(app: typer.Typer) -> None:
             flags["train"] = train_flags
         cfg = resolve_train_config(config, set_, flags, resume)
 
+        from v2vcli.distributed import under_torchrun
+
+        if (gpus > 1 or nnodes > 1) and not under_torchrun():
+            threads = check_launch_device(cfg.train.device, gpus)
+            # the workers get this call's own options back (not sys.argv: the CLI may run inside another program)
+            argv = ["train", *[x for c in config for x in ("--config", c)], *[x for e in set_ for x in ("--set", e)]]
+            for flag, value in (("--data", data), ("--run-dir", run_dir), ("--device", device),
+                                ("--max-steps", max_steps), ("--init-from", init_from), ("--precision", precision)):
+                if value is not None:
+                    argv += [flag, str(value)]
+            argv += ["--gpus", str(gpus)] + (["--resume"] if resume else []) + (["--compile"] if compile_ else [])
+            launch_elastic_from_cli(argv, gpus=gpus, nnodes=nnodes, node_rank=node_rank,
+                                    rdzv_endpoint=rdzv_endpoint, max_restarts=max_restarts, threads=threads)
+            typer.echo(f"all {gpus * nnodes} worker(s) finished", err=True)
+            return
+
+        from v2vcli.distributed import is_main
+
         from .loop import train
 
         result = train(cfg, resume=resume, init_from=init_from)
-        where = f" checkpoint {result.checkpoint}" if result.checkpoint else ""
-        typer.echo(f"stopped at step {result.step} ({result.stopped_by});{where}", err=True)
+        if is_main():
+            where = f" checkpoint {result.checkpoint}" if result.checkpoint else ""
+            typer.echo(f"stopped at step {result.step} ({result.stopped_by});{where}", err=True)
         if result.exit_code:
             raise typer.Exit(result.exit_code)

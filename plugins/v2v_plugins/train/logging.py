@@ -3,8 +3,9 @@
 - ``RUN/metrics.jsonl``: one JSON object per logged step: ``stage`` (train/val), ``step``, ``epoch``, every loss
   term (averaged over the steps since the last line), ``lr/<optimizer>``, ``clip_frames``, ``temporal_active``
   (list of temporal-D scales used), the model's other statistics (vid2vid: ``mask_mean`` occlusion mask,
-  ``flow_epe`` end-point error to the reference flow), ``frames_per_s``, ``mem_mib`` (peak CUDA memory, or the process's peak RSS on
-  CPU), ``skipped_steps``. Schedule events (clip length changes) are lines with ``"event"``.
+  ``flow_epe`` end-point error to the reference flow), ``frames_per_s`` (all ranks together), ``mem_mib`` (peak
+  CUDA memory, or the process's peak RSS on CPU), ``skipped_steps``. Schedule events (clip length changes) are
+  lines with ``"event"``.
 - Rich progress with ETA when stderr is a terminal; nothing otherwise.
 - TensorBoard (``train.tensorboard``, needs ``tensorboard<2.20``) under ``RUN/tensorboard``.
 - Sample videos ``RUN/samples/step_<step>.mp4``: labels | generated | real side by side.
@@ -84,8 +85,9 @@ class TrainLogger:
     """Averages step results and writes them every ``log_every`` steps to every sink (main process only)."""
 
     def __init__(self, run_dir: Path, *, log_every: int, total_steps: int, start_step: int, device: torch.device,
-                 tensorboard: bool, resume: bool, enabled: bool = True) -> None:
+                 tensorboard: bool, resume: bool, enabled: bool = True, world_size: int = 1) -> None:
         self.enabled = enabled
+        self.world_size = max(1, int(world_size))  # ranks train equal slices: frames/s is rank 0's × this
         self.log_every = max(1, int(log_every))
         self.device = device
         self.total_steps = total_steps
@@ -110,7 +112,8 @@ class TrainLogger:
         if enabled and sys.stderr.isatty() and total_steps > 0:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[msg]}"),
+            self._progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[msg]}"),
                                       TimeRemainingColumn(), transient=False)
             self._progress.start()
             self._task = self._progress.add_task("train", total=total_steps, completed=start_step, msg="")
@@ -147,7 +150,7 @@ class TrainLogger:
         record["clip_frames"] = int(self._info.get("clip_frames", 0))
         if "temporal_active" in self._info:
             record["temporal_active"] = list(self._info["temporal_active"])
-        record["frames_per_s"] = self._frames / elapsed
+        record["frames_per_s"] = self._frames * self.world_size / elapsed
         record["mem_mib"] = _memory_mib(self.device)
         record["skipped_steps"] = self._skipped
         self._write(record)
@@ -240,7 +243,8 @@ def warp_error(frames: torch.Tensor, real: torch.Tensor, flow: torch.Tensor, thr
 
 def generate_clip(model: VideoModel, batch: ClipBatch, *, use_ema: bool = True) -> dict[str, torch.Tensor]:
     """Run the model's frame generator over a clip (batch 1) from its real history; returns (T, ·, H, W) clips
-    ``generated`` (history frames real), ``real``, ``labels`` and the generator's stacked extras (``mask`` ...)."""
+    ``generated`` (history frames real), ``real``, ``labels``, ``flow_ref`` (the clip's reference flow, when it
+    has one) and the generator's stacked extras for the generated frames only (``mask``, ``flow`` ...)."""
     import torch
 
     from v2vcli.model import colorize_inputs
@@ -258,16 +262,17 @@ def generate_clip(model: VideoModel, batch: ClipBatch, *, use_ema: bool = True) 
             extras.setdefault(k, []).append(v)
     result = {"generated": torch.stack(outs, 1)[0].cpu(), "real": b.frames[0].cpu(),
               "labels": colorize_inputs(b.inputs, model.label_set)[0].cpu()}
-    if b.flow is not None:
-        result["flow"] = b.flow[0].cpu()
     for k, v in extras.items():
         result[k] = torch.stack(v, 1)[0].cpu()
+    if b.flow is not None:  # after the extras: the generator's predicted "flow" must not hide the reference
+        result["flow_ref"] = b.flow[0].cpu()
     return result
 
 
 def validate(model: VideoModel, dataset: ClipDataset, n_frames: int, *, step: int, sample_dir: Path | None,
              max_sequences: int = 4, fps: float = 10.0) -> dict[str, float]:
-    """PSNR and warping error of the eval generator on up to ``max_sequences`` val sequences; samples to disk."""
+    """PSNR and warping error of the eval generator on up to ``max_sequences`` val sequences (the model's real
+    history, then ``n_frames`` generated frames, from frame 0 without augmentation); sample videos to disk."""
     import torch
 
     L = model.history_frames
@@ -277,8 +282,8 @@ def validate(model: VideoModel, dataset: ClipDataset, n_frames: int, *, step: in
         clip = generate_clip(model, dataset.clip(i, n_frames))
         gen, real = clip["generated"][L:], clip["real"][L:]
         psnrs.append(psnr(gen, real))
-        if "flow" in clip:
-            werr = warp_error(clip["generated"], clip["real"], clip["flow"])
+        if "flow_ref" in clip:
+            werr = warp_error(clip["generated"], clip["real"], clip["flow_ref"])
             if not math.isnan(werr):
                 werrs.append(werr)
         if sample_dir is not None:

@@ -16,8 +16,19 @@ clip length to ``data.n_frames_start`` doubled every ``train.niter_step`` epochs
 ``data.n_frames_total``). SIGTERM or SIGINT finishes the current step, writes a checkpoint and stops (exit 0 for
 SIGTERM, 130 for SIGINT); a second signal stops at once.
 
-Under torchrun (``WORLD_SIZE`` > 1) every rank joins the process group and takes its slice of each global batch;
-only rank 0 logs and writes checkpoints. Launching ranks is not this module's job.
+Several processes (``v2v train --gpus N`` launches them through torchrun's elastic agent, see
+:mod:`v2vcli.distributed`; a process started by ``torchrun`` itself joins the same way)::
+
+    v2v train -c examples/configs/street_512.yaml --data DATA --run-dir RUN --gpus 8                 # one node
+    v2v train -c ... --gpus 8 --nnodes 2 --rdzv-endpoint node0:29400                                   # each node
+    torchrun --nproc-per-node 8 --no-python v2v train -c ... --gpus 8                               # joins
+
+Every rank joins the process group (NCCL on CUDA, gloo on CPU), starts from rank 0's networks, takes its slice of
+each global batch (the sampler shards by rank, so N ranks × batch b see what one process × batch N·b sees and
+resume is exact), seeds its RNGs with ``seed + rank`` and averages gradients per optimizer before each step
+(:meth:`~v2vcli.model.VideoModel.average_gradients`), so all ranks hold the same weights; clip lengths and stop
+signals are agreed on every step. Only rank 0 logs, writes samples, validates and writes checkpoints (with every
+rank's RNG state). After an elastic restart (``--max-restarts``) the workers resume from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -170,7 +181,7 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
                                    load_weights, save_checkpoint)
     from v2vcli.config import dump_config, to_dict
     from v2vcli.data.clips import ClipBatchSampler, ClipDataset, ClipSchedule, make_loader
-    from v2vcli.distributed import barrier, init_distributed, is_main
+    from v2vcli.distributed import all_gather_object, all_reduce_, barrier, init_distributed, is_main, restart_count
     from v2vcli.io.files import write_bytes_atomic
     from v2vcli.model import TrainingError, VideoModel
     from v2vcli.registry import get_registry
@@ -185,6 +196,9 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
 
     # -- where to start ------------------------------------------------------------------------------------------
     latest = latest_checkpoint(run_dir)
+    if restart_count() > 0 and latest is not None and not resume:
+        log.warning("elastic restart %d: resuming from %s", restart_count(), latest)
+        resume = True
     if resume and latest is None:
         raise ConfigError(f"--resume: run folder '{run_dir}' has no checkpoint to resume; start it without --resume")
     if not resume and latest is not None:
@@ -215,7 +229,21 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
         state = load_training_state(latest, map_location="cpu")
         model.load_training_state(state["model"])
         loop = LoopState(**state["loop"])
-        set_rng_state(state.get("rng", {}))
+        old_world = int(state.get("world_size", 1))
+        if old_world != dist.world_size:  # the same clips seen so far, counted in this run's global batches
+            seen = loop.next_batch * old_world * cfg.data.batch_size
+            loop.next_batch = seen // (dist.world_size * cfg.data.batch_size)
+            log.warning("the checkpoint was written by %d process(es), this run has %d: resuming epoch %d at clip "
+                        "%d (batch %d); the rest of the run is not bit-identical to an uninterrupted one", old_world,
+                        dist.world_size, loop.epoch, seen, loop.next_batch)
+        ranks = state.get("rng_ranks")
+        if isinstance(ranks, list) and len(ranks) == dist.world_size:
+            set_rng_state(ranks[dist.rank])
+        elif dist.rank == 0:
+            set_rng_state(state.get("rng", {}))
+        else:  # another world size: rank 0's stream is restored, the others keep their seed + rank streams
+            log.info("the checkpoint was written by %s rank(s), this run has %d: RNG streams of ranks > 0 restart",
+                     len(ranks) if isinstance(ranks, list) else 1, dist.world_size)
         log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, loop.step, loop.epoch, loop.next_batch)
 
     # -- data ----------------------------------------------------------------------------------------------------
@@ -246,7 +274,8 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
         run_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(run_dir / "config.yaml", dump_config(cfg, mark_non_defaults=True).encode("utf-8"))
     logger = TrainLogger(run_dir, log_every=cfg.train.log_every, total_steps=max_steps, start_step=loop.step,
-                         device=device, tensorboard=cfg.train.tensorboard, resume=resume, enabled=main)
+                         device=device, tensorboard=cfg.train.tensorboard, resume=resume, enabled=main,
+                         world_size=dist.world_size)
     provenance = dataset_provenance(ds.root)
     last_saved: Path | None = latest if resume else None
     saved_step = loop.step if resume else -1
@@ -258,12 +287,14 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
         position = LoopState(**asdict(loop))
         if position.next_batch >= bpe:
             position.epoch, position.next_batch = position.epoch + 1, 0
+        rngs = all_gather_object(rng_state())  # every rank takes part; rank 0 stores them
         if main:
             nets = sorted(model.networks()) + (["G_ema"] if model.ema is not None else [])
             meta = CheckpointMeta(model=model.name, config=to_dict(cfg),
                                   label_set=label_set.to_dict() if label_set is not None else None,
                                   provenance=provenance, networks=nets, extra=model.checkpoint_extra())
-            state = {"format": 1, "model": model.training_state(), "loop": asdict(position), "rng": rng_state()}
+            state = {"format": 1, "model": model.training_state(), "loop": asdict(position), "rng": rngs[0],
+                     "rng_ranks": rngs, "world_size": dist.world_size}
             last_saved = save_checkpoint(run_dir, loop.step, model.weights(), meta, state,
                                          config_text=dump_config(cfg, mark_non_defaults=True),
                                          keep_last=cfg.train.keep_last)
@@ -288,6 +319,10 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
             for batch in batches:
                 if isinstance(batch, BaseException):
                     raise batch
+                if dist.distributed:  # a short sequence cuts one rank's batch: every rank cuts to the shortest
+                    t = all_reduce_(torch.tensor([batch.length], device=device), "min")  # NCCL: device tensors
+                    if int(t[0]) < batch.length:
+                        batch = batch.slice_time(0, int(t[0]))
                 if batch.epoch != started_epoch:
                     if batch.epoch != loop.epoch:  # the previous epoch ended
                         loop.epoch, loop.next_batch = batch.epoch, 0
@@ -319,10 +354,14 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
                                  vis["real"], fps=fps)
                 if main and val_set is not None and loop.step % cfg.train.val_every == 0:
                     logger.validation(loop.step, loop.epoch,
-                                      validate(model, val_set, cfg.data.n_frames_total + model.history_frames,
+                                      validate(model, val_set, cfg.data.n_frames_total,
                                                step=loop.step, sample_dir=run_dir / "samples", fps=fps))
                 if cfg.train.checkpoint_every > 0 and loop.step % cfg.train.checkpoint_every == 0:
                     save()
+                if dist.distributed:  # a signal seen by one rank stops all of them after the same step
+                    flag = all_reduce_(torch.tensor([1 if stop.received else 0], device=device), "max")
+                    if int(flag[0]) and not stop.received:
+                        stop.received = "SIGTERM"
                 if stop.received:
                     stopped_by = stop.received
                     break
