@@ -243,10 +243,10 @@ def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"refused to load '{p}': it is a pickle that would import or run code ({why}); v2v "
                               f"loads only tensors (safetensors, or torch files that load with "
                               f"weights_only=True)") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch (and safetensors, for *.safetensors names) raise many types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"'{p}' is not a readable checkpoint ({first}); it may be truncated: use an "
-                              f"earlier checkpoint") from exc
+        raise CheckpointError(f"'{p}' is not a readable checkpoint ({first}): it is corrupt, truncated or not a "
+                              f"safetensors/torch file; use another checkpoint") from exc
 
 
 _SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.", "_codecs.encode", "numpy.")

@@ -33,8 +33,10 @@ rank's RNG state). After an elastic restart (``--max-restarts``) the workers res
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -172,6 +174,39 @@ def _check_dataset(root: str) -> Any:
 
 def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
           model_hook: Callable[[VideoModel], None] | None = None) -> TrainResult:
+    """:func:`_train`; a run folder this call created is removed again when training fails before its first
+    checkpoint because of bad data, or before its first step for any reason (a bad --init-from ...), so a failed
+    start leaves nothing behind (a run that trained and then failed otherwise keeps its logs)."""
+    from v2vcli.checkpoint import latest_checkpoint
+    from v2vcli.distributed import is_main
+
+    run_dir = Path(cfg.run_dir)
+    created = not run_dir.exists()
+    try:
+        return _train(cfg, resume=resume, init_from=init_from, model_hook=model_hook)
+    except BaseException as exc:
+        if created and is_main() and run_dir.is_dir() and latest_checkpoint(run_dir) is None \
+                and (isinstance(exc, DatasetError) or not _trained_any_step(run_dir)):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _trained_any_step(run_dir: Path) -> bool:
+    """Whether metrics.jsonl records a finished step (then a failed run keeps its folder, for its logs)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return False
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) >= 1:
+                return True
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return False
+
+
+def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
+           model_hook: Callable[[VideoModel], None] | None = None) -> TrainResult:
     """Train ``cfg`` (a resolved config; ``cfg.data.root`` the dataset) until ``train.max_steps`` or the schedule's
     end. ``model_hook`` is called on the model before training is set up (tests use it to inject modules)."""
     import numpy as np
