@@ -1,0 +1,463 @@
+"""``v2v predict`` as a library: read a context, predict N future frames, render, write, and optionally score.
+
+:func:`predict_video` does the whole command:
+
+1. Load the predictor run (``label_predictor`` or ``frame_predictor``) and, for a label predictor, the vid2vid
+   renderer run; their label sets must match.
+2. Read the context at the predictor's size (centre crop, as the evaluation loader does): a dataset sequence
+   folder (``DATASET/frames/SEQ`` or any ``DATASET/<modality>/SEQ``) uses its seg/inst/flow files; a video or a
+   plain frame folder gets its flow from the configured flow estimator and, for a label predictor, its labels
+   from ``v2v extract seg`` (default backend) into a temporary dataset.
+3. With ``evaluate``, the last N frames of the context are held out as the ground truth; the K frames before
+   them are observed. Without it the last K frames are observed and the prediction continues past the end.
+4. The label predictor predicts N maps autoregressively; instance maps for the renderer are carried forward by
+   warping the last instance map with the predicted flow (kept where the warped instance has the predicted
+   class, else the class id, the Cityscapes/world convention). The renderer starts from the real observed frames
+   and renders the predicted maps one after another.
+5. Outputs (each written atomically): ``OUT`` (mp4 of the N predicted frames), ``OUT.preview.png`` (rows:
+   predicted label maps, predicted frames; with ``evaluate`` also the true maps and frames), and with
+   ``evaluate`` ``OUT.eval.json`` / ``OUT.eval.md``: per-step PSNR, SSIM, LPIPS (when an ``lpips`` metric and its
+   weights are available) and label mIoU for the model and the two baselines of :mod:`.evaluation`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from v2vcli.errors import CheckpointError, ConfigError, DatasetError, PluginError, V2VError, VideoError, WeightsError
+
+from .evaluation import METHODS, HorizonScores, confusion, constant_flow, copy_last, miou
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Context", "PredictResult", "load_context", "carry_instances", "predict_video", "output_paths"]
+
+log = logging.getLogger(__name__)
+
+PREDICTORS = ("label_predictor", "frame_predictor")
+RENDERABLE = ("seg", "inst")
+
+
+@dataclass
+class Context:
+    """A context sequence at the model's size: ``frames`` (T, H, W, 3) uint8, ``seg``/``inst`` (T, H, W) or None,
+    ``flow`` (T, H, W, 2) backward flows in pixels (``flow[0]`` zero)."""
+
+    name: str
+    frames: np.ndarray
+    flow: np.ndarray
+    seg: np.ndarray | None = None
+    inst: np.ndarray | None = None
+    fps: float = 10.0
+
+    @property
+    def length(self) -> int:
+        return int(self.frames.shape[0])
+
+    def window(self, start: int, stop: int) -> Context:
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[start:stop]
+
+        return Context(self.name, self.frames[start:stop], self.flow[start:stop], cut(self.seg), cut(self.inst),
+                       self.fps)
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_video` wrote and measured."""
+
+    video: Path
+    preview: Path
+    frames: int
+    observed: int
+    report: Path | None = None
+    scores: HorizonScores | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    """The files written next to ``out``: the video, the preview, the evaluation report (JSON and Markdown)."""
+    stem = out.with_suffix("")
+    return {"video": out, "preview": Path(f"{stem}.preview.png"), "json": Path(f"{stem}.eval.json"),
+            "md": Path(f"{stem}.eval.md")}
+
+
+# -- context ----------------------------------------------------------------------------------------------------------
+def _dataset_sequence(path: Path) -> tuple[Path, str] | None:
+    """(dataset root, sequence) when ``path`` is ``DATASET/<modality>/SEQ`` of a v2v dataset."""
+    from v2vcli.data.layout import Dataset
+
+    root = path.parent.parent
+    if not path.is_dir() or not (root / "meta" / "frames.json").is_file():
+        return None
+    try:
+        return (root, path.name) if path.name in Dataset(root).frames_meta()["sequences"] else None
+    except DatasetError:
+        return None
+
+
+def _read_dataset_sequence(root: Path, seq: str, data: Any, need: list[str], label_set: Any,
+                           flow_estimator: str) -> Context:
+    import copy
+
+    from v2vcli.data.clips import ClipDataset
+    from v2vcli.data.layout import Dataset
+
+    cfg = copy.deepcopy(data)
+    cfg.root = str(root)
+    cfg.inputs = list(need)
+    cfg.num_workers = 0
+    ds = Dataset(root)
+    cfg.flow = "dataset" if ds.modality_dir("flow").is_dir() else flow_estimator
+    meta = ds.frames_meta()["sequences"][seq]
+    clips = ClipDataset(cfg, history=0, need_flow=True, augment=False, label_set=label_set)
+    clips.sequences, clips.counts = [seq], {seq: int(meta.get("count", 0))}
+    if clips.counts[seq] < 1:
+        raise DatasetError(f"sequence '{seq}' of '{root}' has no frames")
+    b = clips.clip(0, clips.counts[seq])
+    return Context(seq, b.frames[0].permute(0, 2, 3, 1).numpy(), b.flow[0].permute(0, 2, 3, 1).numpy(),
+                   b.inputs["seg"][0].numpy() if "seg" in b.inputs else None,
+                   b.inputs["inst"][0].numpy() if "inst" in b.inputs else None, float(meta.get("fps") or 10.0))
+
+
+def _cover_crop(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to cover (W, H) keeping the aspect ratio, then centre-crop (the evaluation loader's geometry)."""
+    import cv2
+
+    w, h = size
+    h0, w0 = img.shape[:2]
+    s = max(w / w0, h / h0)
+    rw, rh = max(w, math.ceil(w0 * s - 1e-6)), max(h, math.ceil(h0 * s - 1e-6))
+    if (rw, rh) != (w0, h0):
+        img = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if rw < w0 else cv2.INTER_LINEAR)
+    x, y = (rw - w) // 2, (rh - h) // 2
+    return np.ascontiguousarray(img[y:y + h, x:x + w])
+
+
+def load_context(path: str | Path, data: Any, *, labels: bool, instances: bool = False, label_set: Any = None,
+                 flow_estimator: str = "farneback") -> Context:
+    """Read a context (dataset sequence folder, video file or frame folder) at ``data.size`` (module docstring)."""
+    from v2vcli.io.video import open_video
+    from v2vcli.registry import get_registry
+
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(f"context '{p}' does not exist; pass a dataset sequence folder (DATASET/frames/SEQ), a "
+                         f"video file or a frame folder")
+    need = (["seg"] if labels else []) + (["inst"] if instances else [])
+    found = _dataset_sequence(p)
+    if found is not None:
+        root, seq = found
+        for m in need:
+            if not (root / m / seq).is_dir():
+                raise DatasetError(f"context sequence '{seq}' of '{root}' has no '{m}' maps; extract them (`v2v "
+                                   f"extract {m} {root}`)")
+        return _read_dataset_sequence(root, seq, data, need, label_set, flow_estimator)
+    if labels:
+        from v2vcli.extract import run_extraction
+
+        with tempfile.TemporaryDirectory(prefix="v2v_predict_") as tmp:
+            log.info("extracting seg from '%s' (default backend) for the label predictor", p)
+            run_extraction("seg", [p], tmp, progress=False)
+            seq = next(iter(sorted((Path(tmp) / "frames").iterdir()))).name
+            if instances and not (Path(tmp) / "inst" / seq).is_dir():
+                raise DatasetError("the renderer needs instance maps but the seg extractor wrote none; use a renderer "
+                                   "trained without inst or a dataset sequence as the context")
+            return _read_dataset_sequence(Path(tmp), seq, data, need, label_set, flow_estimator)
+    size = (int(data.size[0]), int(data.size[1]))
+    with open_video(p) as reader:
+        frames = np.stack([_cover_crop(f, size) for f in reader]) if reader is not None else None
+        fps = float(getattr(reader, "fps", 10.0) or 10.0)
+    if frames is None or len(frames) == 0:
+        raise VideoError(f"context '{p}' has no frames")
+    estimator = get_registry().get_flow_estimator(flow_estimator)(device="cpu")
+    flows = [np.zeros((size[1], size[0], 2), dtype=np.float32)]
+    for t in range(1, len(frames)):
+        flows.append(np.asarray(estimator.backward(frames[t], frames[t - 1]), dtype=np.float32))
+    return Context(p.stem if p.is_file() else p.name, frames, np.stack(flows), fps=fps)
+
+
+# -- instances ---------------------------------------------------------------------------------------------------------
+def carry_instances(prev_inst: torch.Tensor, seg: torch.Tensor, flow: torch.Tensor, factor: int = 1000) -> torch.Tensor:
+    """Instance map (B, H, W) for predicted labels ``seg``: the previous instance map warped (nearest) by the
+    predicted backward ``flow`` where the warped id is an instance of the predicted class (id // factor == class),
+    else the class id (stuff convention of Cityscapes and the synthetic world)."""
+    import torch
+    import torch.nn.functional as F
+
+    from v2vcli.warp import base_grid
+
+    b, h, w = seg.shape
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=flow.device)
+    grid = base_grid(h, w, flow.device, torch.float32) + flow.float().permute(0, 2, 3, 1) * scale
+    # ids up to 2^24 are exact in float32; nearest sampling never mixes two ids
+    warped = F.grid_sample(prev_inst.double().unsqueeze(1), grid.double(), mode="nearest", padding_mode="border",
+                           align_corners=True)[:, 0].round().long()
+    seg = seg.long()
+    keep = (warped >= factor) & (torch.div(warped, factor, rounding_mode="floor") == seg)
+    return torch.where(keep, warped, seg)
+
+
+# -- prediction --------------------------------------------------------------------------------------------------------
+def _to_state_frames(frames: np.ndarray, device: Any) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] → (B, H, W, 3) uint8."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], nearest: bool) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    w, h = size
+    if tuple(x.shape[-2:]) == (h, w):
+        return x
+    if nearest:
+        return F.interpolate(x.unsqueeze(1).double(), size=(h, w), mode="nearest")[:, 0].round().to(x.dtype)
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def _check_label_sets(pred: Any, rend: Any, pred_path: str, rend_path: str) -> None:
+    a = None if pred.label_set is None else pred.label_set.to_dict().get("classes")
+    b = None if rend.label_set is None else rend.label_set.to_dict().get("classes")
+    if a != b:
+        na = getattr(pred.label_set, "name", None)
+        nb = getattr(rend.label_set, "name", None)
+        raise ConfigError(f"the predictor '{pred_path}' (label set '{na}') and the renderer '{rend_path}' (label set "
+                          f"'{nb}') were trained on different label sets; use a renderer trained on the same dataset")
+
+
+def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, renderer: str | Path | None = None,
+                  out: str | Path | None = None, evaluate: bool = False, device: str = "cpu",
+                  weights: dict[str, str] | None = None, fps: float | None = None) -> PredictResult:
+    """Run ``v2v predict`` (see the module docstring); returns the written paths and, with ``evaluate``, scores."""
+    import torch
+
+    from v2vcli.checkpoint import read_meta
+    from v2vcli.model import load_model_for_inference
+
+    if horizon < 1:
+        raise ConfigError(f"--horizon must be at least 1, got {horizon}")
+    meta = read_meta(predictor)
+    if meta.model not in PREDICTORS:
+        raise CheckpointError(f"--predictor '{predictor}' is a '{meta.model}' run; pass a run of "
+                              f"{' or '.join(PREDICTORS)} (`v2v train --config examples/configs/predict_world.yaml`)")
+    model, _ = load_model_for_inference(predictor, device=device)
+    labels = model.kind == "labels"
+    rend = None
+    if labels:
+        if renderer is None:
+            raise ConfigError("a label predictor needs --renderer RUN (a vid2vid run) to turn the predicted maps into "
+                              "frames")
+        rend, rmeta = load_model_for_inference(renderer, device=device)
+        if rmeta.model in PREDICTORS:
+            raise ConfigError(f"--renderer '{renderer}' is a '{rmeta.model}' run; pass a vid2vid run")
+        extra = sorted(set(rend.cfg.data.inputs) - set(RENDERABLE))
+        if extra or "seg" not in rend.cfg.data.inputs:
+            raise ConfigError(f"the renderer '{renderer}' is conditioned on {rend.cfg.data.inputs}; the label "
+                              f"predictor predicts seg (and carries inst): use a renderer trained on seg[, inst]")
+        _check_label_sets(model, rend, str(predictor), str(renderer))
+    instances = rend is not None and "inst" in rend.cfg.data.inputs
+    ctx = load_context(context, model.cfg.data, labels=labels, instances=instances, label_set=model.label_set,
+                       flow_estimator=model.cfg.model.flow_estimator)
+    K = model.history_frames
+    L_r = 0 if rend is None else int(rend.frame_generator().history_frames)
+    need = max(K, L_r, 1)
+    have = ctx.length - (horizon if evaluate else 0)
+    if have < need:
+        what = f" plus the {horizon} held-out frames --eval compares with" if evaluate else ""
+        raise ConfigError(f"the context '{context}' has {ctx.length} frames; the predictor observes the last {need}"
+                          f"{what}, so it needs at least {need + (horizon if evaluate else 0)}")
+    observed = ctx.window(have - need, have)
+    truth = ctx.window(have, have + horizon) if evaluate else None
+
+    # -- the model's prediction ------------------------------------------------------------------------------------
+    dev = model.device
+    obs_frames = _to_state_frames(observed.frames, dev)  # (n, 3, H, W)
+    obs_flow = torch.from_numpy(observed.flow).permute(0, 3, 1, 2).float().to(dev)
+    first_flow_zero = have - need == 0
+    rollout = model.rollout()
+    if labels:
+        assert observed.seg is not None  # noqa: S101 - load_context read seg for a label predictor
+        states = model.one_hot(torch.from_numpy(observed.seg).long().to(dev))
+    else:
+        states = obs_frames
+    for j in range(need - K, need):
+        rollout.observe(states[j:j + 1], None if (j == 0 and first_flow_zero) else obs_flow[j:j + 1])
+    outs = [rollout.predict() for _ in range(horizon)]
+    pred_states = [o.state for o in outs]
+    pred_seg = [s.argmax(1) for s in pred_states] if labels else []
+    if labels and rend is not None:
+        frames = _render(rend, observed, obs_frames, pred_seg, [o.flow for o in outs], instances)
+    else:
+        frames = [s.clamp(-1, 1) for s in pred_states]
+    pred_u8 = np.concatenate([_to_uint8(f) for f in frames])  # (N, H, W, 3)
+
+    # -- outputs ---------------------------------------------------------------------------------------------------
+    out_path = Path(out) if out is not None else Path(f"{ctx.name}_predicted.mp4")
+    if out_path.suffix.lower() != ".mp4":
+        raise ConfigError(f"-o '{out_path}' must name an .mp4 file")
+    if out_path.exists() and out_path.is_dir():
+        raise ConfigError(f"-o '{out_path}' is a folder; name an .mp4 file")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(out_path)
+    from v2vcli.io.video import write_video
+
+    write_video(out_path, list(pred_u8), fps=float(fps or ctx.fps))
+    rows = []
+    label_pics = None
+    if labels:
+        label_pics = np.concatenate([_to_uint8(model.picture(model.one_hot(s))) for s in pred_seg])
+        rows.append(label_pics)
+    rows.append(pred_u8)
+    if truth is not None:
+        if labels and truth.seg is not None:
+            rows.append(np.concatenate([_to_uint8(model.picture(model.one_hot(torch.from_numpy(s[None]).long())))
+                                        for s in truth.seg]))
+        rows.append(truth.frames)
+    _write_preview(paths["preview"], observed, rows, model if labels else None)
+    result = PredictResult(out_path, paths["preview"], horizon, need)
+    if truth is not None:
+        scores = _score(model, observed, truth, pred_seg, pred_u8, horizon, device, weights or {})
+        result.scores, result.notes = scores, list(scores.notes)
+        _write_report(paths["json"], paths["md"], scores, predictor=str(predictor), renderer=str(renderer or ""),
+                      context=str(context), observed=need)
+        result.report = paths["json"]
+    return result
+
+
+def _render(rend: Any, observed: Context, obs_frames: torch.Tensor, pred_seg: list[torch.Tensor],
+            pred_flow: list[torch.Tensor], instances: bool) -> list[torch.Tensor]:
+    """Run the vid2vid renderer from the real observed frames over the predicted maps (at the renderer's size)."""
+    import torch
+
+    size = (int(rend.cfg.data.size[0]), int(rend.cfg.data.size[1]))
+    dev = rend.device
+    h, w = obs_frames.shape[-2:]
+    gen = rend.frame_generator()
+    gen.reset()
+    seg_obs = torch.from_numpy(observed.seg).long()
+    inst_obs = torch.from_numpy(observed.inst).long() if instances and observed.inst is not None else None
+    for j in range(observed.length):
+        inputs = {"seg": _resize(seg_obs[j:j + 1], size, True).to(dev)}
+        if inst_obs is not None:
+            inputs["inst"] = _resize(inst_obs[j:j + 1], size, True).to(dev)
+        gen.step(inputs, real=_resize(obs_frames[j:j + 1], size, False).to(dev))
+    prev_inst = inst_obs[-1:] if inst_obs is not None else None
+    frames = []
+    for seg, flow in zip(pred_seg, pred_flow):
+        inputs = {"seg": _resize(seg.cpu(), size, True).to(dev)}
+        if prev_inst is not None:
+            prev_inst = carry_instances(prev_inst, seg.cpu(), flow.cpu())
+            inputs["inst"] = _resize(prev_inst, size, True).to(dev)
+        frame = gen.step(inputs).frame
+        frames.append(_resize(frame.float().cpu(), (w, h), False))
+    return frames
+
+
+def _score(model: Any, observed: Context, truth: Context, pred_seg: list[torch.Tensor], pred_u8: np.ndarray,
+           horizon: int, device: str, weights: dict[str, str]) -> HorizonScores:
+    import torch
+
+    from v2v_plugins.evaluate.image_metrics import psnr, ssim
+
+    labels = model.kind == "labels"
+    last = _to_state_frames(observed.frames[-1:], "cpu")
+    last_flow = torch.from_numpy(observed.flow[-1:]).permute(0, 3, 1, 2).float()
+    frames = {"model": list(pred_u8),
+              "copy_last": [_to_uint8(f)[0] for f in copy_last(last, horizon)],
+              "constant_flow": [_to_uint8(f)[0] for f in constant_flow(last, last_flow, horizon)]}
+    scores = HorizonScores(horizon, samples=1)
+    for m in METHODS:
+        scores.per_step[m] = {"psnr": [psnr(truth.frames[k], frames[m][k]) for k in range(horizon)],
+                              "ssim": [ssim(truth.frames[k], frames[m][k]) for k in range(horizon)]}
+    if labels and truth.seg is not None and observed.seg is not None:
+        C = model.state_nc
+        onehot = model.one_hot(torch.from_numpy(observed.seg[-1:]).long()).cpu()
+        maps = {"model": [s.cpu()[0] for s in pred_seg],
+                "copy_last": [s.argmax(1)[0] for s in copy_last(onehot, horizon)],
+                "constant_flow": [s.argmax(1)[0] for s in constant_flow(onehot, last_flow, horizon)]}
+        for m in METHODS:
+            scores.per_step[m]["miou"] = [miou(confusion(maps[m][k].numpy(), truth.seg[k], C, model.ignore_id))
+                                          for k in range(horizon)]
+    _lpips(scores, truth.frames, frames, device, weights)
+    return scores
+
+
+def _lpips(scores: HorizonScores, real: np.ndarray, fakes: dict[str, list[np.ndarray]], device: str,
+           weights: dict[str, str]) -> None:
+    """Per-step LPIPS through the registered ``lpips`` metric, when there is one and its weights are found."""
+    from v2v_plugins.evaluate.base import compute_metric
+
+    from v2vcli.io.video import write_frames_folder
+
+    try:
+        from v2vcli.registry import get_registry
+
+        get_registry().get_metric("lpips")
+    except PluginError:
+        scores.notes.append("lpips: no 'lpips' metric is registered in this installation; LPIPS left out")
+        return
+    try:
+        with tempfile.TemporaryDirectory(prefix="v2v_predict_lpips_") as tmp:
+            write_frames_folder(list(real), Path(tmp) / "real", ext="png")
+            for m, frames in fakes.items():
+                write_frames_folder(frames, Path(tmp) / m, ext="png")
+                res = compute_metric("lpips", Path(tmp) / "real", Path(tmp) / m, device=device, weights=weights)
+                values = next(iter(res.per_frame.values()), [])
+                scores.per_step[m]["lpips"] = [float(v) for v in values]
+    except (WeightsError, V2VError) as exc:
+        scores.notes.append(f"lpips: left out ({exc})")
+        for m in fakes:
+            scores.per_step[m].pop("lpips", None)
+
+
+def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], model: Any) -> None:
+    """One PNG: each row starts with the last observed frame (or map) and shows the N predicted steps."""
+    import torch
+
+    from v2vcli.io.files import encode_image, write_bytes_atomic
+    from v2vcli.io.preview import tile
+
+    last_frame = observed.frames[-1]
+    last_map = None
+    if model is not None and observed.seg is not None:
+        last_map = _to_uint8(model.picture(model.one_hot(torch.from_numpy(observed.seg[-1:]).long())))[0]
+    images = []
+    for i, row in enumerate(rows):
+        first = last_map if (last_map is not None and i % 2 == 0) else last_frame
+        images += [first] + list(row)
+    write_bytes_atomic(path, encode_image(tile(images, columns=len(rows[0]) + 1), ".png"))
+
+
+def _write_report(json_path: Path, md_path: Path, scores: HorizonScores, **info: Any) -> None:
+    from v2vcli.io.files import write_bytes_atomic
+
+    data = {**info, **scores.to_dict()}
+    write_bytes_atomic(json_path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    metrics = list(next(iter(scores.per_step.values())).keys())
+    lines = [f"# Prediction: {info.get('context', '')}", "",
+             f"{info.get('observed')} observed frames, {scores.horizon} predicted.", ""]
+    for metric in metrics:
+        lines += [f"## {metric}", "", "| method | " + " | ".join(f"t+{k + 1}" for k in range(scores.horizon))
+                  + " | mean |", "|---" * (scores.horizon + 2) + "|"]
+        for m in scores.per_step:
+            vals = scores.per_step[m].get(metric, [])
+            lines.append(f"| {m} | " + " | ".join(f"{v:.4g}" for v in vals) + f" | {scores.mean(m, metric):.4g} |")
+        lines.append("")
+    if scores.notes:
+        lines += ["Notes: " + "; ".join(scores.notes), ""]
+    write_bytes_atomic(md_path, "\n".join(lines).encode("utf-8"))
