@@ -256,6 +256,8 @@ def generate_clip(model: VideoModel, batch: ClipBatch, *, use_ema: bool = True) 
     outs, extras = [], {}
     for t in range(b.length):
         inputs = {k: v[:, t] for k, v in b.inputs.items()}
+        if b.flow is not None and "flow" not in inputs:  # the reference flow, for models that observe it
+            inputs["flow"] = b.flow[:, t]
         out = gen.step(inputs, real=b.frames[:, t] if t < L else None)
         outs.append(out.frame)
         for k, v in out.extras.items():
