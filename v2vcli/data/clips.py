@@ -255,7 +255,9 @@ def _read_any_png(path: Path) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise DatasetError(f"'{path}' is not a readable image (corrupt or truncated); re-extract it")
-    return np.ascontiguousarray(img[..., ::-1]) if img.ndim == 3 and img.shape[2] == 3 else img
+    from v2vcli.io.files import swap_rb
+
+    return swap_rb(img) if img.ndim == 3 and img.shape[2] == 3 else img
 
 
 # -- the dataset ------------------------------------------------------------------------------------------------------
