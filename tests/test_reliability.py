@@ -184,6 +184,37 @@ CASES = [
     Case("train-resume-without-run", _train("world", "--resume"), "no checkpoint"),
     Case("train-init-from-not-safetensors", _train("world", "--init-from", "{run_not_safetensors}"), "not a readable"),
     Case("train-init-from-truncated", _train("world", "--init-from", "{run_truncated_ckpt}"), "truncated"),
+    # -- synthesize
+    Case("synthesize-checkpoint-not-safetensors", lambda f, t: ["synthesize", "--checkpoint", f["run_not_safetensors"],
+                                                                "--labels", f["world"], "-o", t / "out/"],
+         "not a readable"),
+    Case("synthesize-truncated-checkpoint", lambda f, t: ["synthesize", "--checkpoint", f["run_truncated_ckpt"],
+                                                          "--labels", f["world"], "-o", t / "out/"], "corrupt"),
+    Case("synthesize-missing-checkpoint", lambda f, t: ["synthesize", "--checkpoint", t / "none", "--labels",
+                                                        f["world"], "-o", t / "out/"], "does not exist"),
+    Case("synthesize-missing-labels", lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels", t / "none",
+                                                    "-o", t / "out/"], "does not exist"),
+    Case("synthesize-corrupt-video-labels", lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels",
+                                                          f["corrupt"], "-o", t / "out.mp4"], "corrupt"),
+    Case("synthesize-unknown-remap-class", lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels",
+                                                         f["world"], "-o", t / "out/", "--remap", "unicorn:road"],
+         "unicorn"),
+    Case("synthesize-zero-batch", lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels", f["world"], "-o",
+                                                t / "out/", "--batch-sequences", "0"], "--batch-sequences"),
+    Case("synthesize-cuda-without-cuda", lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels", f["world"],
+                                                       "-o", t / "out/", "--device", "cuda"], "CUDA"),
+    Case("synthesize-corrupt-first-frame", lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels",
+                                                         f["world"], "-o", t / "out/", "--first-frame",
+                                                         f["broken_img"] / "000000.png"], "--first-frame"),
+    # -- predict
+    Case("predict-not-a-predictor", lambda f, t: ["predict", "--predictor", f["run"], "--context",
+                                                  f["world"] / "seg" / "world_002", "--horizon", "2", "-o",
+                                                  t / "out.mp4"], "predict"),
+    Case("predict-missing-context", lambda f, t: ["predict", "--predictor", f["run"], "--context", t / "none",
+                                                  "--horizon", "2", "-o", t / "out.mp4"], "none"),
+    Case("predict-negative-horizon", lambda f, t: ["predict", "--predictor", f["run"], "--context",
+                                                   f["world"] / "seg" / "world_002", "--horizon", "-1", "-o",
+                                                   t / "out.mp4"], "horizon"),
     # -- weights
     Case("weights-missing", lambda f, t: ["weights", "path", "vgg19"], "not found", absent=[]),
     Case("weights-wrong-hash", lambda f, t: ["weights", "verify", "vgg19", "--path", f["wrong_weights"]], "sha256",
@@ -230,7 +261,8 @@ def test_pickled_code_in_a_checkpoint_is_refused_without_running(bad: dict[str, 
 
 def test_case_table_covers_every_command() -> None:
     commands = {c.argv(_AnyPath(), Path("t"))[0] for c in CASES}
-    assert {"extract", "dataset", "config", "model", "train", "weights", "eval", "demo"} <= commands
+    assert {"extract", "dataset", "config", "model", "train", "synthesize", "predict", "weights", "eval",
+            "demo"} <= commands
     assert len(CASES) >= 30
 
 

@@ -342,3 +342,36 @@ def test_output_paths() -> None:
     assert output_paths(["a", "b"], "o", "png") == {"a": Path("o/a"), "b": Path("o/b")}
     assert preview_path(Path("o/a.mp4"), "mp4") == Path("o/a_preview.mp4")
     assert preview_path(Path("o/a"), "png") == Path("o/a_preview")
+
+
+def test_precision_bf16_runs_under_autocast_and_stays_close(world: dict[str, Path], tmp_path: Path) -> None:
+    """--precision bf16 generates through bf16 autocast (a different result from fp32, same length, close)."""
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "fp32", format="png")
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "bf16", format="png", precision="bf16")
+    fp32, bf16 = _pngs(tmp_path / "fp32"), _pngs(tmp_path / "bf16")
+    assert len(fp32) == len(bf16) == 8
+    diff = np.abs(fp32[0].astype(int) - bf16[0].astype(int))
+    assert diff.any()  # bf16 really ran
+    assert diff.mean() < 8  # first frame: no feedback yet, bf16 rounding only
+
+
+def test_compile_wraps_the_generator_with_torch_compile(world: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--compile goes through torch.compile (here with the eager backend: inductor takes minutes on this CPU) and
+    gives the eager frames."""
+    import torch
+
+    calls: list[Any] = []
+    original = torch.compile
+
+    def compile_eager(model: Any, **kw: Any) -> Any:
+        calls.append(model)
+        return original(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "eager", format="png")
+    assert not calls
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "compiled", format="png", compile=True)
+    assert len(calls) == 1
+    for a, b in zip(_pngs(tmp_path / "eager"), _pngs(tmp_path / "compiled")):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -292,7 +292,8 @@ def read_meta(path: str | Path) -> CheckpointMeta:
 
     p = resolve_weights_file(path)
     if not _is_safetensors(p):
-        raise CheckpointError(f"'{p}' is not a safetensors file; v2v checkpoints are {WEIGHTS_FILE}")
+        raise CheckpointError(f"'{p}' is not a readable safetensors file (corrupt, or not a v2v checkpoint); "
+                              f"pass a run folder or another checkpoint's {WEIGHTS_FILE}")
     try:
         with safe_open(str(p), framework="pt") as f:
             return CheckpointMeta.from_metadata(f.metadata(), str(p))

@@ -251,6 +251,9 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
 
     if horizon < 1:
         raise ConfigError(f"--horizon must be at least 1, got {horizon}")
+    if not Path(context).exists():  # before loading any model: the cheapest mistake is reported first
+        raise VideoError(f"context '{context}' does not exist; pass a dataset sequence folder (DATASET/frames/SEQ), "
+                         f"a video or a frame folder")
     meta = read_meta(predictor)
     if meta.model not in PREDICTORS:
         raise CheckpointError(f"--predictor '{predictor}' is a '{meta.model}' run; pass a run of "

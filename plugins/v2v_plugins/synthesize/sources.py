@@ -146,14 +146,14 @@ def resolve_labels(labels: str | Path, *, split: str | None = None, meta: Checkp
                          f"video nor a folder of frames")
     if meta is None:
         raise ConfigError("a raw video needs the checkpoint's provenance to extract its inputs")
+    audio = None
+    if is_video:  # a corrupt or truncated video is reported before anything about extractors
+        from v2vcli.io.video import probe_video
+
+        audio = path if probe_video(path).has_audio else None
     tmp = Path(tempfile.mkdtemp(prefix="v2v-synth-", dir=workdir))
     try:
         root = extract_video(path, meta, inputs, tmp / "dataset")
-        audio = None
-        if is_video:
-            from v2vcli.io.video import probe_video
-
-            audio = path if probe_video(path).has_audio else None
         seq = Dataset(root).sequences()[0]
         return LabelSource([_sequence(root, seq, "train", audio)], "video", tmp)
     except BaseException:
