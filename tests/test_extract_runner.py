@@ -396,3 +396,56 @@ def test_cli_without_registered_extractors(cli: Any) -> None:
     reset_registry(Registry(get_plugin_manager(modules, load_entry_points=False)))
     result = cli("extract", "anything", "video.mp4")
     assert result.exit_code == 1 and "no extractor is registered" in result.stderr
+
+
+def test_pipeline_keeps_order_runs_the_extractor_in_the_caller_and_stops_on_errors() -> None:
+    """The three-stage pipeline inside a sequence: every frame once, in order, the extractor in the calling thread;
+    an exception in any stage is raised by the caller after both helper threads have stopped, and nothing is
+    written after it."""
+    import threading
+
+    from v2vcli.extract import _pipeline
+
+    caller = threading.get_ident()
+    seen: list[int] = []
+    written: list[int] = []
+
+    def process(i: int, f: np.ndarray) -> dict[str, Any]:
+        assert threading.get_ident() == caller
+        seen.append(i)
+        return {"v": int(f[0, 0, 0])}
+
+    frames = (np.full((2, 2, 3), i, np.uint8) for i in range(50))
+    n = _pipeline(frames, lambda i, f: f + 1, process, lambda i, r: written.append(r["v"]))
+    assert n == 50 and seen == list(range(50)) and written == [i + 1 for i in range(50)]
+
+    def bad_frames() -> Any:
+        yield np.zeros((2, 2, 3), np.uint8)
+        raise VideoError("broken at frame 1")
+
+    with pytest.raises(VideoError, match="frame 1"):
+        _pipeline(bad_frames(), lambda i, f: f, lambda i, f: {}, lambda i, r: None)
+
+    def failing_process(i: int, f: np.ndarray) -> dict[str, Any]:
+        if i == 3:
+            raise PluginError("model failed")
+        return {}
+
+    written.clear()
+    with pytest.raises(PluginError, match="model failed"):
+        _pipeline((np.zeros((2, 2, 3), np.uint8) for _ in range(20)), lambda i, f: f, failing_process,
+                  lambda i, r: written.append(i))
+    assert max(written, default=-1) < 3
+    before = threading.active_count()
+
+    def failing_write(i: int, r: Any) -> None:
+        if i == 5:
+            raise OSError(28, "No space left on device")
+        written.append(i)
+
+    written.clear()
+    with pytest.raises(OSError, match="No space"):
+        _pipeline((np.zeros((2, 2, 3), np.uint8) for _ in range(100)), lambda i, f: f, lambda i, f: {},
+                  failing_write)
+    assert written == [0, 1, 2, 3, 4]
+    assert threading.active_count() <= before  # both helper threads have finished

@@ -340,3 +340,18 @@ def test_cli_extract_flow_raft_without_weights_is_a_one_line_error(cli: Any, tin
     lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("INFO")]
     assert len(lines) == 1 and lines[0].startswith("Error: weights 'raft_small'"), result.output
     assert "download.pytorch.org" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["dis", "farneback"])
+def test_concurrent_directions_equal_two_sequential_flows(name: str) -> None:
+    """with_confidence computes the forward flow in a helper thread: the result is exactly the backward flow and
+    the check of two flows computed one after the other."""
+    from v2vcli.flow import forward_backward_confidence
+
+    prev, cur, _ = _occluding_square(5, -3)
+    est, ref = _estimator(name), _estimator(name)
+    for _ in range(3):  # repeated calls reuse the helper thread and the second DIS instance
+        flow, conf = est.with_confidence(cur, prev)
+        bw, fw = ref.backward(cur, prev), ref.backward(prev, cur)
+        np.testing.assert_array_equal(flow, bw)
+        np.testing.assert_array_equal(conf, forward_backward_confidence(bw, fw))

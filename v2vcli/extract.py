@@ -7,6 +7,8 @@ by ``start_sequence``), writes what ``process`` returns under ``DATASET/<output>
 
 * The extractor always sees the frame as stored (a JPEG is decoded from the bytes just written), so a run that
   reuses stored frames, a resumed run and an uninterrupted run compute from identical pixels.
+* Within a sequence three threads form a pipeline (:func:`_pipeline`): decode + write frames/ + read back, the
+  extractor (in frame order, in the calling thread), and the writer of its outputs. Results do not depend on it.
 * Resume: a sequence is finished once its entry is in meta/<kind>.json, written after all its files. Finished
   sequences are skipped; an unfinished one is deleted and recomputed from frame 0 (trackers carry state).
 * ``workers=N``: N spawned processes take sequences from a queue, each with its own extractor instance; results
@@ -374,6 +376,102 @@ def _remove_partial(ctx: _Context, job: _Job, outputs: Sequence[str]) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+class _Failed:
+    """An exception raised in a pipeline thread, handed to the thread that consumes its queue."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+PIPELINE_DEPTH = 4  # frames in flight between the stages: bounded, so memory does not grow with the video
+
+
+def _pipeline(frames: Iterator[np.ndarray], ingest: Callable[[int, np.ndarray], np.ndarray],
+              process: Callable[[int, np.ndarray], Mapping[str, Any]],
+              write: Callable[[int, Mapping[str, Any]], None]) -> int:
+    """Run ``ingest`` (decode + write frames/ + read back), ``process`` (the extractor) and ``write`` (its outputs)
+    over ``frames`` as three stages in three threads; returns the number of frames.
+
+    ``process`` runs in the calling thread, in frame order, so extractors keep their per-sequence state and need
+    not be thread-safe; the other two stages run in one thread each, also in order. JPEG/PNG coding, ffmpeg's
+    pipe, mediapipe and OpenCV release the GIL, so a single worker overlaps frame I/O with the model (pose at
+    1280x720: the extractor's own time instead of the sum of all three). Any stage's exception stops the others
+    and is raised here, after both threads have finished, so nothing is written after the caller cleans up.
+    """
+    import threading
+
+    stop = threading.Event()
+    to_process: queue.Queue[Any] = queue.Queue(maxsize=PIPELINE_DEPTH)
+    to_write: queue.Queue[Any] = queue.Queue(maxsize=PIPELINE_DEPTH)
+    write_error: list[BaseException] = []
+
+    def put(q: queue.Queue[Any], item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(q: queue.Queue[Any]) -> Any:
+        while True:
+            try:
+                return q.get(timeout=0.05)
+            except queue.Empty:
+                if stop.is_set():
+                    return _END
+
+    def ingest_stage() -> None:
+        try:
+            for index, frame in enumerate(frames):
+                if not put(to_process, (index, ingest(index, frame))):
+                    return
+            put(to_process, _END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            put(to_process, _Failed(exc))
+
+    def write_stage() -> None:
+        try:
+            while (item := get(to_write)) is not _END:
+                if stop.is_set():
+                    return
+                write(*item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            write_error.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=ingest_stage, name="v2v-extract-ingest", daemon=True),
+               threading.Thread(target=write_stage, name="v2v-extract-write", daemon=True)]
+    for t in threads:
+        t.start()
+    count = 0
+    try:
+        while True:
+            item = get(to_process)
+            if write_error:
+                raise write_error[0]
+            if item is _END:
+                break
+            if isinstance(item, _Failed):
+                raise item.exc
+            index, frame = item
+            result = process(index, frame)
+            if not put(to_write, (index, result)):
+                break  # the writer failed: raised below
+            count += 1
+        put(to_write, _END)
+        threads[1].join()
+        if write_error:
+            raise write_error[0]
+        return count
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
 def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Callable[[int], None]) -> SequenceReport:
     from v2vcli.io.files import decode_image, encode_image, write_bytes_atomic, write_json
     from v2vcli.io.video import open_video
@@ -413,25 +511,33 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
                 size = (x1 - x0, y1 - y0)
                 frames = (np.ascontiguousarray(f[y0:y1, x0:x1]) for f in frames)
                 log.info("%s: cropping every frame to x %d..%d, y %d..%d", job.seq, x0, x1, y0, y1)
-        for index, frame in enumerate(frames):
-            if not job.stored:
-                data = encode_image(frame, ctx.frames_ext, JPEG_QUALITY)
-                path = ctx.root / "frames" / job.seq / frame_name(index, ctx.frames_ext)
-                write_bytes_atomic(path, data)
-                if ctx.frames_ext != ".png":  # the extractor sees what a reader of the dataset will see
-                    frame = decode_image(data, str(path))
+
+        def stored(index: int, frame: np.ndarray) -> np.ndarray:
+            """Write frame ``index`` to frames/ (unless it is stored already); returns the pixels as stored."""
+            if job.stored:
+                return frame
+            data = encode_image(frame, ctx.frames_ext, JPEG_QUALITY)
+            path = ctx.root / "frames" / job.seq / frame_name(index, ctx.frames_ext)
+            write_bytes_atomic(path, data)
+            # the extractor sees what a reader of the dataset will see
+            return decode_image(data, str(path)) if ctx.frames_ext != ".png" else frame
+
+        def run(index: int, frame: np.ndarray) -> dict[str, Any]:
             try:
-                result = extractor.process(frame, index)
+                return extractor.process(frame, index)  # type: ignore[no-any-return]
             except V2VError:
                 raise
             except Exception as exc:
                 raise PluginError(f"extractor '{ctx.kind}/{ctx.backend}' failed on frame {index} of '{job.seq}': "
                                   f"{type(exc).__name__}: {exc}") from exc
+
+        def write(index: int, result: Mapping[str, Any]) -> None:
             for name in _write_outputs(ctx, job.seq, index, result, declared, size):
                 if name not in outputs:
                     outputs.append(name)
-            count += 1
             progress(1)
+
+        count = _pipeline(frames, stored, run, write)
     except BaseException:
         _remove_partial(ctx, job, outputs)
         raise

@@ -15,6 +15,11 @@ option of ``v2v extract KIND`` (``--field-name``; booleans as ``--flag/--no-flag
 * :class:`FloatMaps` → ``.npz`` with a float16 array (distance maps and other multi-channel data)
 
 Heavy libraries (torch, cv2, mediapipe) are imported in ``__init__`` or ``process``, never at module import time.
+
+Threads: ``process`` is always called from one thread, in frame order, but the runner decodes the next frames and
+writes the previous results in two other threads meanwhile (so frame I/O overlaps the model). An extractor must
+therefore return arrays it does not modify afterwards (fresh arrays, not views of a buffer it reuses), and may
+keep the ``frame`` it is given (it is never reused by the runner).
 """
 
 from __future__ import annotations

@@ -31,11 +31,16 @@ def forward_backward_confidence(flow_bw: np.ndarray, flow_fw: np.ndarray, alpha:
     """
     from v2vcli.warp import warp_numpy
 
-    fw_at = warp_numpy(flow_fw, flow_bw)  # flow_fw sampled at p + flow_bw(p)
-    diff = np.sum((flow_bw + fw_at) ** 2, axis=-1)
-    mag = np.sum(flow_bw**2, axis=-1) + np.sum(fw_at**2, axis=-1)
+    bw = np.asarray(flow_bw, np.float32)
+    fw_at = warp_numpy(flow_fw, bw)  # flow_fw sampled at p + flow_bw(p)
+    # Per-channel products instead of np.sum(..., axis=-1): the same IEEE operations in the same order (so the
+    # same bytes), 4x faster, because numpy reduces a length-2 last axis slowly.
+    bx, by, fx, fy = bw[..., 0], bw[..., 1], fw_at[..., 0], fw_at[..., 1]
+    sx, sy = bx + fx, by + fy
+    diff = sx * sx + sy * sy
+    mag = (bx * bx + by * by) + (fx * fx + fy * fy)
     ok = diff < alpha * mag + beta
-    return (ok * 255).astype(np.uint8)
+    return ok.astype(np.uint8) * np.uint8(255)
 
 
 class FlowEstimator(ABC):
