@@ -449,3 +449,22 @@ def test_pipeline_keeps_order_runs_the_extractor_in_the_caller_and_stops_on_erro
                   failing_write)
     assert written == [0, 1, 2, 3, 4]
     assert threading.active_count() <= before  # both helper threads have finished
+
+
+def test_real_torchrun_two_ranks_through_the_cli(tmp_path: Path) -> None:
+    """README's scale-out command, for real: torchrun starts 2 ranks of `v2v extract edges`; each takes its shard
+    and the dataset equals a single-process run's."""
+    src = tmp_path / "videos"
+    src.mkdir()
+    for i, name in enumerate(("a", "b", "c")):
+        write_video(src / f"{name}.mp4", moving_pattern(t=4, seed=i))
+    v2v = Path(sys.executable).parent / "v2v"
+    single, ranked = tmp_path / "single", tmp_path / "ranked"
+    subprocess.run([str(v2v), "extract", "edges", str(src), "-o", str(single)], check=True,
+                   env=_subprocess_env(), capture_output=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--no-python",
+                           str(v2v), "extract", "edges", str(src), "-o", str(ranked)], env=_subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert tree(ranked) == tree(single)
+    assert sorted(read_json(ranked / "meta" / "edges.json")["sequences"]) == ["a", "b", "c"]
