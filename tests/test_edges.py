@@ -122,7 +122,7 @@ def test_face_edges_with_dist_maps_and_crop_on_carphone(carphone_mp4: Path) -> N
     frames = _frames(carphone_mp4, 12)
     h, w = frames[0].shape[:2]
     ex = FaceEdges(FaceEdgesOptions(dist_maps=True, crop="face"))
-    assert ex.outputs == ("edges", "edges_dist")
+    assert ex.outputs == ("edges", "edge_dist")
     ex.start_sequence("carphone", 30.0, (w, h))
     x0, y0, x1, y1 = ex.sequence_crop(frames[0])  # type: ignore[misc]
     assert ex.crop_box() == (x0, y0, x1, y1)
@@ -131,7 +131,7 @@ def test_face_edges_with_dist_maps_and_crop_on_carphone(carphone_mp4: Path) -> N
     assert side == y1 - y0 and 60 < side <= min(w, h)
     for out in outs:
         assert out["edges"].shape == (side, side)
-        dist = out["edges_dist"]
+        dist = out["edge_dist"]
         assert isinstance(dist, FloatMaps) and dist.data.shape == (side, side, len(PART_NAMES))
         assert out["edges.json"]["crop"] == [x0, y0, x1, y1]
         assert (dist.data.min(axis=(0, 1)) == 0).all()  # each channel's curve is drawn somewhere

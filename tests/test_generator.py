@@ -377,6 +377,9 @@ def test_build_tensors_for_every_modality() -> None:
     assert torch.equal(mask[:, 0], torch.from_numpy(frame["seg"] == 3).float())
     with pytest.raises(DatasetError, match="'edge_dist' is missing"):
         spec.build({k: v for k, v in frame.items() if k != "edge_dist"})
+    one = spec.build({k: v[:1] for k, v in frame.items()})  # a batch of 1 (synthesis): edges' size-1 dim is B
+    assert one.shape == (1, spec.input_nc, h, w)
+    torch.testing.assert_close(one, cond[:1])
 
 
 def test_street_stack_has_108_label_channels() -> None:

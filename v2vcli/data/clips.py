@@ -214,7 +214,12 @@ def _apply(img: np.ndarray, g: _Geometry, nearest: bool) -> np.ndarray:
         else:
             interp = cv2.INTER_AREA if g.rw < img.shape[1] else cv2.INTER_LINEAR
         squeeze = img.ndim == 3 and img.shape[2] == 1
-        img = cv2.resize(img, (g.rw, g.rh), interpolation=interp)
+        if img.ndim == 3 and img.shape[2] > 4:  # OpenCV's area/cubic resize takes at most 4 channels (edge_dist: 14)
+            img = np.concatenate([cv2.resize(np.ascontiguousarray(img[..., c:c + 4]), (g.rw, g.rh),
+                                             interpolation=interp).reshape(g.rh, g.rw, -1)
+                                  for c in range(0, img.shape[2], 4)], axis=2)
+        else:
+            img = cv2.resize(img, (g.rw, g.rh), interpolation=interp)
         if squeeze:
             img = img[..., None]
     img = img[g.y:g.y + g.h, g.x:g.x + g.w]
@@ -356,7 +361,9 @@ class ClipDataset:
         if m == "edges":
             return read_label(self.ds.frame_path(m, seq, index))
         npz = self.ds.frame_path(m, seq, index, ".npz")
-        if m == "edge_dist" or (m not in MODALITY_EXT and npz.is_file()):
+        if m == "edge_dist":  # pixels to each face curve, clipped at 255 by the extractor → [0, 1] (docs/model.md)
+            return np.clip(read_float_maps(npz) / 255.0, 0.0, 1.0, dtype=np.float32)
+        if m not in MODALITY_EXT and npz.is_file():
             return read_float_maps(npz)
         path = self.ds.frame_path(m, seq, index)
         if m in ("pose", "densepose"):

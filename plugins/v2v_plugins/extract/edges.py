@@ -8,7 +8,7 @@ dark and bright videos get comparable edge densities without tuning.
 (:mod:`v2v_plugins.extract.face_curves`) drawn as 1-px polylines, plus the Canny edges outside the face region.
 It also writes ``edges/<seq>/NNNNNN.json`` (the face as OpenPose's 70 points in the pose JSON format; ``people:
 []`` when no face is found, in which case the edge map holds Canny edges only) and, with ``--dist-maps``,
-``edges_dist/<seq>/NNNNNN.npz``: float16 (H, W, 14) distances in pixels to each curve (channel order
+``edge_dist/<seq>/NNNNNN.npz``: float16 (H, W, 14) distances in pixels to each curve (channel order
 ``face_curves.PART_NAMES``, clipped at 255), the 14 extra channels of the face_512 preset.
 
 ``--crop face`` crops to a square of 2.5× the face width around the face of the sequence's first frame (fixed
@@ -86,7 +86,7 @@ class FaceEdgesOptions:
     """Options of ``v2v extract edges --backend face``."""
 
     dist_maps: bool = field(default=False, metadata={
-        "help": "Also write 14 per-part distance maps (edges_dist/, for the face_512 preset)."})
+        "help": "Also write 14 per-part distance maps (edge_dist/, for the face_512 preset)."})
     crop: Literal["none", "face"] = field(default="none", metadata={
         "help": "'face': crop to a square of crop-scale x the face width, fixed from the first frame; 'none'."})
     crop_scale: float = field(default=2.5, metadata={"help": "Crop side as a multiple of the face width."})
@@ -104,7 +104,7 @@ class FaceEdges(Extractor):
     :meth:`start_sequence`, the caller passes the sequence's first frame to :meth:`sequence_crop`, which finds
     the face (a one-off static FaceMesh detection) and returns the box; the caller then crops every frame to it,
     stores it, and passes the crop to :meth:`process`. Landmarks are thus computed on the crop's full
-    resolution, and everything written (edges, edges_dist, the JSON's coordinates) is in crop pixels.
+    resolution, and everything written (edges, edge_dist, the JSON's coordinates) is in crop pixels.
     :meth:`process` refuses ``crop="face"`` frames that did not go through :meth:`sequence_crop`.
     """
 
@@ -129,8 +129,8 @@ class FaceEdges(Extractor):
         for name in ("min_detection_confidence", "min_tracking_confidence"):
             if not 0.0 <= getattr(cfg, name) <= 1.0:
                 raise ConfigError(f"edges option {name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}")
-        # Instance attribute: edges_dist is only written when asked for.
-        self.outputs = ("edges", "edges_dist") if cfg.dist_maps else ("edges",)  # type: ignore[misc]
+        # Instance attribute: edge_dist is only written when asked for.
+        self.outputs = ("edges", "edge_dist") if cfg.dist_maps else ("edges",)  # type: ignore[misc]
         self._mp = import_mediapipe("edges backend 'face'")
         self._model: Any = None
         self._box: tuple[int, int, int, int] | None = None
@@ -145,7 +145,7 @@ class FaceEdges(Extractor):
         info: dict[str, Any] = {"model": "mediapipe solutions.face_mesh.FaceMesh (468 points)",
                                 "mediapipe": self._mp.__version__, "curves": list(PART_NAMES)}
         if self.config.dist_maps:
-            info["edges_dist"] = {"channels": list(PART_NAMES), "units": "pixels", "clip": DIST_CLIP}
+            info["edge_dist"] = {"channels": list(PART_NAMES), "units": "pixels", "clip": DIST_CLIP}
         return info
 
     def _face_mesh(self, static: bool) -> Any:
@@ -227,7 +227,7 @@ class FaceEdges(Extractor):
         if cfg.dist_maps:
             maps = (distance_maps(curves, (w, h)) if curves
                     else np.full((h, w, len(PART_NAMES)), DIST_CLIP, np.float32))
-            out["edges_dist"] = FloatMaps(maps)
+            out["edge_dist"] = FloatMaps(maps)
         return out
 
     def _log_sequence(self) -> None:

@@ -293,8 +293,14 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
                                start_epoch=loop.epoch, start_batch=loop.next_batch, rank=dist.rank,
                                world_size=dist.world_size)
     bpe = sampler.batches_per_epoch
-    max_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else epochs * bpe
-    max_steps = min(max_steps, epochs * bpe)
+    schedule_end = epochs * bpe
+    max_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else schedule_end
+    if max_steps > schedule_end:
+        log.warning("the schedule ends at step %d (%d epochs of %d batches), before --max-steps %d: training stops "
+                    "there; raise optim.niter/optim.niter_decay or data.clips_per_sequence to train longer",
+                    schedule_end, epochs, bpe, max_steps)
+        max_steps = schedule_end
+    end_reason = "max_steps" if max_steps < schedule_end or cfg.train.max_steps == schedule_end else "schedule"
     val_set = None
     if cfg.train.val_every > 0:
         if ds.splits().get("val"):
@@ -401,7 +407,7 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
                     stopped_by = stop.received
                     break
                 if loop.step >= max_steps:
-                    stopped_by = "max_steps"
+                    stopped_by = end_reason
                     break
         except V2VError:
             raise

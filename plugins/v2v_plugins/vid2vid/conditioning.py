@@ -219,6 +219,8 @@ class ConditioningSpec:
     def build(self, frame: Mapping[str, Any], where: str = "") -> torch.Tensor:
         """One frame's modalities (``{"seg": ids, "inst": ids, ...}``) → (..., input_nc, H, W) float32.
 
+        seg, inst and edges come as (..., H, W); pose, densepose and edge_dist with their channels, (..., C, H, W).
+
         ``where`` (e.g. "sequence 'a' frame 12") is added to error messages.
         """
         import torch
@@ -233,9 +235,8 @@ class ConditioningSpec:
                 parts.append(one_hot_labels(value, self.label_nc, self.ignore_id, where))
             elif m == "inst":
                 parts.append(instance_boundaries(value))
-            elif m == "edges":
-                x = _scaled(value, signed=False)
-                parts.append(x.unsqueeze(-3) if x.dim() < 3 or x.shape[-3] != 1 else x)
+            elif m == "edges":  # (..., H, W) like seg and inst: a size-1 batch or clip dim is not a channel
+                parts.append(_scaled(value, signed=False).unsqueeze(-3))
             else:
                 x = _scaled(value, signed=m in _SIGNED)
                 want = MODALITY_CHANNELS[m]
