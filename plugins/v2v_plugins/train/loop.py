@@ -296,8 +296,9 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
     schedule_end = epochs * bpe
     max_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else schedule_end
     if max_steps > schedule_end:
-        log.warning("the schedule ends at step %d (%d epochs of %d batches), before --max-steps %d: training stops "
-                    "there; raise optim.niter/optim.niter_decay or data.clips_per_sequence to train longer",
+        log.warning("the schedule ends at step %d (%d epochs of %d batches), before max steps %d (--max-steps or "
+                    "train.max_steps): training stops there; raise optim.niter/optim.niter_decay or "
+                    "data.clips_per_sequence to train longer",
                     schedule_end, epochs, bpe, max_steps)
         max_steps = schedule_end
     end_reason = "max_steps" if max_steps < schedule_end or cfg.train.max_steps == schedule_end else "schedule"
