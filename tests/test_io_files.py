@@ -143,3 +143,14 @@ def test_preview_colours() -> None:
     assert preview.blend(np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 200, np.uint8), 0.5).max() == 100
     grid = preview.tile([rgb, ic, preview.colorize_gray(np.full((2, 2), 9, np.uint8))], columns=2)
     assert grid.shape == (4, 4, 3) and grid[2, 0].tolist() == [9, 9, 9]
+
+
+def test_labelled_grid_places_tiles_after_the_header_and_names() -> None:
+    tiles = [np.full((8, 10, 3), v, np.uint8) for v in (10, 20, 30, 40)]
+    bare = preview.labelled_grid(tiles, 2)
+    np.testing.assert_array_equal(bare, preview.tile(tiles, 2))
+    grid = preview.labelled_grid(tiles, 2, ["first row", "second"], ["a", "b"], scale=2)
+    top, left = grid.shape[0] - 32, grid.shape[1] - 40
+    assert top == 18 and left > 40  # a header band, and a left band wide enough for "first row"
+    assert grid[top + 1, left + 1].tolist() == [10] * 3 and grid[top + 17, left + 21].tolist() == [40] * 3
+    assert (grid[:top] < 255).any() and (grid[top:, :left] < 255).any()  # the names are drawn

@@ -188,7 +188,8 @@ def test_predict_cli_eval_writes_video_preview_report(world: dict[str, Path], re
     from v2vcli.io.files import read_image
 
     img = read_image(preview)
-    assert img.shape[1] == 64 * 5 and img.shape[0] == 64 * 4  # 4 rows (maps, frames, true maps, true frames)
+    # 4 rows (maps, frames, true maps, true frames) of 1 + 4 tiles, enlarged 2x, under a header, right of the names
+    assert img.shape[0] == 18 + 128 * 4 and img.shape[1] > 128 * 5
     report = json.loads((tmp_path / "pred" / "future.eval.json").read_text())
     for method in ("model", "copy_last", "constant_flow"):
         for metric in ("psnr", "ssim", "miou"):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "labelled_grid",
     "label_palette",
     "colorize_labels",
     "colorize_instances",
@@ -114,4 +115,31 @@ def tile(images: list[np.ndarray], columns: int | None = None) -> np.ndarray:
             raise ValueError(f"tile needs images of one size, got {img.shape[:2]} and {(h, w)}")
         r, c = divmod(i, cols)
         out[r * h:(r + 1) * h, c * w:(c + 1) * w] = img if img.ndim == 3 else colorize_gray(img)
+    return out
+
+
+def labelled_grid(images: list[np.ndarray], columns: int, row_names: list[str] | None = None,
+                  column_names: list[str] | None = None, scale: int = 1) -> np.ndarray:
+    """:func:`tile` with a header row of ``column_names`` and a left column of ``row_names`` (white, black text),
+    each tile enlarged ``scale`` times (nearest neighbour, so label maps stay crisp)."""
+    import cv2
+
+    grid = tile(images, columns)
+    if scale > 1:
+        grid = cv2.resize(grid, (grid.shape[1] * scale, grid.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    rows = -(-len(images) // columns)
+    h, w = grid.shape[0] // rows, grid.shape[1] // columns
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+
+    def text_width(t: str) -> int:
+        return int(cv2.getTextSize(t, font, size, 1)[0][0])
+
+    left = 8 + max((text_width(n) for n in row_names or []), default=-8)
+    top = 18 if column_names else 0
+    out = np.full((grid.shape[0] + top, grid.shape[1] + left, 3), 255, np.uint8)
+    out[top:, left:] = grid
+    for c, name in enumerate(column_names or []):
+        cv2.putText(out, name, (left + c * w + 3, 13), font, size, (0, 0, 0), 1, cv2.LINE_AA)
+    for r, name in enumerate(row_names or []):
+        cv2.putText(out, name, (4, top + r * h + h // 2 + 4), font, size, (0, 0, 0), 1, cv2.LINE_AA)
     return out

@@ -14,8 +14,9 @@
    warping the last instance map with the predicted flow (kept where the warped instance has the predicted
    class, else the class id, the Cityscapes/world convention). The renderer starts from the real observed frames
    and renders the predicted maps one after another.
-5. Outputs (each written atomically): ``OUT`` (mp4 of the N predicted frames), ``OUT.preview.png`` (rows:
-   predicted label maps, predicted frames; with ``evaluate`` also the true maps and frames), and with
+5. Outputs (each written atomically): ``OUT`` (mp4 of the N predicted frames), ``OUT.preview.png`` (named rows:
+   predicted label maps, predicted frames; with ``evaluate`` also the true maps and frames; columns: the last
+   observed frame, t+1 .. t+N), and with
    ``evaluate`` ``OUT.eval.json`` / ``OUT.eval.md``: per-step PSNR, SSIM, LPIPS (when an ``lpips`` metric and its
    weights are available) and label mIoU for the model and the two baselines of :mod:`.evaluation`.
 """
@@ -320,18 +321,22 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
     from v2vcli.io.video import write_video
 
     write_video(out_path, list(pred_u8), fps=float(fps or ctx.fps))
-    rows = []
+    rows, names = [], []
     label_pics = None
     if labels:
         label_pics = np.concatenate([_to_uint8(model.picture(model.one_hot(s))) for s in pred_seg])
         rows.append(label_pics)
+        names.append("predicted labels")
     rows.append(pred_u8)
+    names.append("rendered" if labels else "predicted")
     if truth is not None:
         if labels and truth.seg is not None:
             rows.append(np.concatenate([_to_uint8(model.picture(model.one_hot(torch.from_numpy(s[None]).long())))
                                         for s in truth.seg]))
+            names.append("true labels")
         rows.append(truth.frames)
-    _write_preview(paths["preview"], observed, rows, model if labels else None)
+        names.append("true frames")
+    _write_preview(paths["preview"], observed, rows, names, model if labels else None)
     result = PredictResult(out_path, paths["preview"], horizon, need)
     if truth is not None:
         scores = _score(model, observed, truth, pred_seg, pred_u8, horizon, device, weights or {})
@@ -428,22 +433,26 @@ def _lpips(scores: HorizonScores, real: np.ndarray, fakes: dict[str, list[np.nda
             scores.per_step[m].pop("lpips", None)
 
 
-def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], model: Any) -> None:
-    """One PNG: each row starts with the last observed frame (or map) and shows the N predicted steps."""
+def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], names: list[str], model: Any) -> None:
+    """One PNG: each row (named on the left) starts with the last observed frame (or map, for rows of maps) and
+    shows the N predicted steps."""
     import torch
 
     from v2vcli.io.files import encode_image, write_bytes_atomic
-    from v2vcli.io.preview import tile
+    from v2vcli.io.preview import labelled_grid
 
     last_frame = observed.frames[-1]
     last_map = None
     if model is not None and observed.seg is not None:
         last_map = _to_uint8(model.picture(model.one_hot(torch.from_numpy(observed.seg[-1:]).long())))[0]
     images = []
-    for i, row in enumerate(rows):
-        first = last_map if (last_map is not None and i % 2 == 0) else last_frame
+    for name, row in zip(names, rows):
+        first = last_map if (last_map is not None and name.endswith("labels")) else last_frame
         images += [first] + list(row)
-    write_bytes_atomic(path, encode_image(tile(images, columns=len(rows[0]) + 1), ".png"))
+    horizon = len(rows[0])
+    scale = max(1, 128 // max(1, last_frame.shape[0]))  # small models' frames are enlarged to be readable
+    grid = labelled_grid(images, horizon + 1, names, ["last seen"] + [f"t+{k + 1}" for k in range(horizon)], scale)
+    write_bytes_atomic(path, encode_image(grid, ".png"))
 
 
 def _write_report(json_path: Path, md_path: Path, scores: HorizonScores, **info: Any) -> None:
