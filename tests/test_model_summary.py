@@ -16,8 +16,8 @@ from v2vcli.data.layout import Dataset, LabelClass, LabelSet
 from v2v_plugins.vid2vid.model import Vid2Vid, summarize_networks
 
 CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
-PRESETS = ["street_512", "street_1024", "street_2048", "street_256_g1", "street_1024_g1", "face_512", "pose_256",
-           "pose_512", "pose_1024", "tiny"]
+PRESETS = ["street_512", "street_1024", "street_2048", "street_256_g1", "street_512_g1", "street_1024_g1",
+           "face_512", "pose_256", "pose_512", "pose_1024", "tiny"]
 
 # ARCHITECTURE.md "Parity (fixed)": params per scale (G0, G1, G2), total, GFLOP per frame, per-scale GFLOP given.
 PARITY: dict[str, dict[str, Any]] = {
@@ -189,3 +189,20 @@ def test_other_networks_plug_into_the_summary() -> None:
     assert got.params == 3 * 4 * 9 + 4
     assert got.gflop_per_frame == pytest.approx(2 * 2 * (3 * 4 * 9) * 8 * 4 / 1e9)
     assert got.scales == {} and got.cls == "ToyCritic"
+
+
+@pytest.mark.parametrize("coarse,fine", [("street_512", "street_1024"), ("street_1024", "street_2048"),
+                                         ("street_256_g1", "street_512_g1"), ("street_512_g1", "street_1024_g1"),
+                                         ("pose_256", "pose_512"), ("pose_512", "pose_1024")])
+def test_coarse_to_fine_routes_fit_init_from(coarse: str, fine: str) -> None:
+    """Every `--init-from` route the README and the presets' comments name: the finer preset has one spatial scale
+    more, and its scales 0..S-2 have exactly the coarser generator's parameter names and shapes (meta device)."""
+    shapes = {}
+    for name in (coarse, fine):
+        cfg = load_config([CONFIGS / f"{name}.yaml"])
+        gen = Vid2Vid.build_networks(cfg, Vid2Vid.conditioning(cfg, None), device="meta")["G"]
+        shapes[name] = (cfg.model.n_scales_spatial, {k: tuple(v.shape) for k, v in gen.state_dict().items()})
+    (s_old, old), (s_new, new) = shapes[coarse], shapes[fine]
+    assert s_new == s_old + 1
+    inherited = {k: v for k, v in new.items() if k.split(".")[:2] in [["scales", str(i)] for i in range(s_old)]}
+    assert inherited == old
