@@ -311,3 +311,39 @@ def test_face_edges_with_distance_maps_train_end_to_end(carphone_mp4: Path, tmp_
     from v2vcli.io.video import probe_video
 
     assert probe_video(tmp_path / "fake.mp4").size == (32, 32)
+
+
+def test_init_from_a_coarser_run_loads_g0_and_trains_only_the_new_scale_first(run: Run, tmp_path: Path) -> None:
+    """`--init-from` the module's one-scale run into a two-scale model at twice the width: G0 starts as the
+    coarser run's G, stays fixed while the epoch is below train.niter_fix_global, trains afterwards; G1 trains
+    from the start."""
+    from v2vcli.checkpoint import list_checkpoints, load_weights
+
+    coarse, _ = load_weights(run.run_dir, networks=["G"])
+    fine = tmp_path / "fine"
+    res = invoke("train", "--config", TINY, "--data", run.data, "--run-dir", fine, "--init-from", run.run_dir,
+                 "--max-steps", 4, "--device", "cpu", "--set", "data.num_workers=0", "--set", "data.size=[64,32]",
+                 "--set", "model.n_scales_spatial=2", "--set", "data.n_frames_total=2",
+                 "--set", "train.niter_fix_global=1", "--set", "train.checkpoint_every=2", "--set", "train.keep_last=5")
+    assert res.exit_code == 0, res.output
+    assert "initialised G0..G0 from the coarser run" in res.output and "training only the finest scale G1" in res.output
+    steps = dict(list_checkpoints(fine))
+    assert sorted(steps) == [2, 4]  # 2 steps per epoch: step 2 ends epoch 0 (fixed G0), step 4 ends epoch 1
+    after_epoch0, _ = load_weights(steps[2], networks=["G"])
+    after_epoch1, _ = load_weights(steps[4], networks=["G"])
+    g0 = [k for k in coarse if k.startswith("G.scales.0.")]
+    g1 = [k for k in after_epoch0 if k.startswith("G.scales.1.") and after_epoch0[k].is_floating_point()]
+    assert g0 and g1 and set(g0) <= set(after_epoch0)
+    assert all(torch_equal(after_epoch0[k], coarse[k]) for k in g0)
+    assert any(not torch_equal(after_epoch1[k], coarse[k]) for k in g0 if "weight" in k)
+    assert any(not torch_equal(after_epoch0[k], after_epoch1[k]) for k in g1)
+
+    res = invoke("train", "--config", TINY, "--data", run.data, "--run-dir", tmp_path / "bad", "--init-from",
+                 run.run_dir, "--max-steps", 1, *COMMON, "--set", "model.n_scales_spatial=3")
+    assert res.exit_code == 1 and "n_scales_spatial=2" in res.output
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
