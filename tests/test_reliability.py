@@ -179,6 +179,8 @@ CASES = [
     Case("train-negative-steps", lambda f, t: ["train", "--config", TINY, "--data", f["world"], "--run-dir",
                                                t / "out", "--max-steps", -3, *FAST], "max_steps"),
     Case("train-zero-gpus", _train("world", "--gpus", "0"), "--gpus"),
+    Case("train-syncbatch-on-cpu-ranks", _train("world", "--gpus", "2", "--set", "model.norm=syncbatch"),
+         "syncbatch needs CUDA"),
     Case("train-cuda-without-cuda", lambda f, t: ["train", "--config", TINY, "--data", f["world"], "--run-dir",
                                                   t / "out", "--device", "cuda"], "CUDA"),
     Case("train-resume-without-run", _train("world", "--resume"), "no checkpoint"),

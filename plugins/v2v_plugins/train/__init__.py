@@ -133,6 +133,10 @@ def v2v_register_commands(app: typer.Typer) -> None:
 
         if (gpus > 1 or nnodes > 1) and not under_torchrun():
             threads = check_launch_device(cfg.train.device, gpus)
+            if threads is not None:  # CPU ranks
+                from .loop import check_sync_batch_norm
+
+                check_sync_batch_norm(cfg, "cpu", gpus * nnodes)
             # the workers get this call's own options back (not sys.argv: the CLI may run inside another program)
             argv = ["train", *[x for c in config for x in ("--config", c)], *[x for e in set_ for x in ("--set", e)]]
             for flag, value in (("--data", data), ("--run-dir", run_dir), ("--device", device),

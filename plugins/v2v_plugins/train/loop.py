@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import signal
@@ -78,6 +79,14 @@ class LoopState:
     epoch: int = 0
     next_batch: int = 0
     bad_steps: int = 0
+
+
+def check_sync_batch_norm(cfg: V2VConfig, device_type: str, world_size: int) -> None:
+    """torch's SyncBatchNorm synchronises statistics only on accelerators: refuse it for several CPU ranks (one
+    CPU process computes plain batch norm, which is fine)."""
+    if getattr(cfg.model, "norm", None) == "syncbatch" and device_type == "cpu" and world_size > 1:
+        raise ConfigError(f"model.norm=syncbatch needs CUDA with {world_size} ranks (torch's SyncBatchNorm does not "
+                          f"synchronise CPU tensors); use model.norm=batch or instance on CPU ranks")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -224,6 +233,7 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
     from .logging import TrainLogger, validate, write_sample
 
     device = resolve_device(cfg.train.device)
+    check_sync_batch_norm(cfg, device.type, int(os.environ.get("WORLD_SIZE", "1") or 1))
     dist = init_distributed(device.type)
     main = is_main()
     run_dir = Path(cfg.run_dir)
