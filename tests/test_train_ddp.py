@@ -212,3 +212,25 @@ def test_multi_node_launch_needs_an_endpoint_and_a_valid_node_rank(cli: Any, tmp
     assert res.exit_code == 1 and "Error: --nnodes 2: pass --rdzv-endpoint HOST:PORT" in res.output, res.output
     res = cli(*base, "--rdzv-endpoint", "localhost:29400", "--node-rank", 2)
     assert res.exit_code == 1 and "Error: --node-rank 2 must be in 0..1" in res.output, res.output
+
+
+def test_a_failing_rank_gives_one_error_line_with_its_reason(ddp: Ddp, tmp_path: Path) -> None:
+    """Bad data under `--gpus 2`: each worker says `rank R failed: ...` (no Error prefix), torch's agent logs stay
+    quiet, and the launcher prints the one `Error:` line with the first failed rank's own message; no run folder
+    is left behind."""
+    from v2vcli.io.files import read_label, write_label
+
+    data = tmp_path / "bad"
+    shutil.copytree(ddp.data, data)
+    path = data / "seg" / "world_001" / "000002.png"
+    ids = read_label(path)
+    ids[3:6, 3:6] = 99
+    write_label(path, ids)
+    res = _run(*_ddp_args(data, tmp_path / "run", "--max-steps", STEPS, "--set", "data.n_frames_total=4"))
+    assert res.returncode == 1
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and res.stderr.rstrip().endswith(errors[0]), res.stderr[-3000:]
+    assert "label id 99" in errors[0] and "world_001" in errors[0], errors[0]
+    assert "failed (exitcode" not in res.stderr and "Traceback" not in res.stderr
+    assert "rank 0 failed: " in res.stderr or "rank 1 failed: " in res.stderr
+    assert not (tmp_path / "run").exists()

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from v2vcli.errors import DeviceError, V2VError
@@ -253,11 +256,31 @@ def launch_elastic(argv: Sequence[str], *, nproc_per_node: int, nnodes: int = 1,
     entry_args = ["-c", "import sys; from v2vcli.cli import main; sys.exit(main())", *[str(a) for a in argv]]
     log.info("launching %d worker(s) per node on %d node(s) (%s rendezvous at %s, max restarts %d)",
              nproc_per_node, nnodes, backend, endpoint, max_restarts)
+    # Workers leave their error message here instead of printing an Error line each (v2vcli.cli._report); the
+    # agent's own per-failure log lines are kept for --verbose.
+    error_dir = tempfile.mkdtemp(prefix="v2v-ranks-")
+    previous = os.environ.get("V2V_ERROR_DIR")
+    os.environ["V2V_ERROR_DIR"] = error_dir
+    agent_log = logging.getLogger("torch.distributed.elastic")
+    agent_level = agent_log.level
+    if not log.isEnabledFor(logging.DEBUG):
+        agent_log.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)(*entry_args)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        raise LaunchError(f"rank {rank} failed with exit code {failure.exitcode} after {max_restarts} restart(s) "
-                          f"(its error is printed above); `--max-restarts N` retries from the last checkpoint"
-                          ) from exc
+        try:
+            reason = Path(error_dir, f"rank{rank}.txt").read_text(encoding="utf-8").strip()
+        except OSError:
+            reason = ""
+        what = f": {reason}" if reason else f" with exit code {failure.exitcode} (its output is above)"
+        raise LaunchError(f"rank {rank} failed{what} [after {max_restarts} restart(s); `--max-restarts N` retries "
+                          f"from the last checkpoint]") from exc
+    finally:
+        agent_log.setLevel(agent_level)
+        shutil.rmtree(error_dir, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("V2V_ERROR_DIR", None)
+        else:
+            os.environ["V2V_ERROR_DIR"] = previous
     return 0

@@ -104,6 +104,17 @@ def _report(exc: BaseException, code: int, unexpected: bool = False) -> None:
     message = str(exc) or type(exc).__name__
     if unexpected:
         message = f"{type(exc).__name__}: {message}" + ("" if verbose else " (run with --verbose for details)")
+    error_dir, rank = os.environ.get("V2V_ERROR_DIR"), os.environ.get("RANK")
+    if error_dir and rank is not None:
+        # A worker of `--gpus N`: the launcher prints the one Error line (with the first failed rank's message);
+        # the worker says what happened to it without the prefix, so restarted attempts stay visible.
+        try:
+            with open(os.path.join(error_dir, f"rank{int(rank)}.txt"), "w", encoding="utf-8") as f:
+                f.write(message)
+        except (OSError, ValueError):
+            pass
+        typer.echo(f"rank {rank} failed: {message}", err=True)
+        sys.exit(code)
     typer.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
