@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TrainingError",
     "StepResult",
+    "StepFlag",
     "FrameOutput",
     "FrameGenerator",
     "VideoModel",
@@ -56,6 +57,20 @@ log = logging.getLogger(__name__)
 
 class TrainingError(V2VError):
     """Training cannot go on (e.g. losses stayed non-finite for ``train.max_bad_steps`` steps)."""
+
+
+class StepFlag:
+    """Whether :meth:`VideoModel.optimize` stepped, decided on the device: ``bool(flag)`` reads it, which waits
+    for the device (call it once the step's work is queued, e.g. with the step's logged values)."""
+
+    def __init__(self, ok: Any) -> None:
+        self._ok = ok  # a bool, or a 0-dim bool tensor
+
+    def __bool__(self) -> bool:
+        return self._ok if isinstance(self._ok, bool) else bool(self._ok.item())
+
+    def __repr__(self) -> str:
+        return f"StepFlag({self._ok!r})"
 
 
 @dataclass
@@ -105,6 +120,16 @@ class FrameGenerator(ABC):
 
     def __call__(self, inputs: Mapping[str, Any], real: torch.Tensor | None = None) -> torch.Tensor:
         return self.step(inputs, real).frame
+
+
+def _fused_devices() -> list[str]:
+    """Device types with fused Adam kernels (torch's own list; empty on old releases)."""
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+        return list(_get_fused_kernels_supported_devices())
+    except ImportError:  # pragma: no cover - torch < 2.4
+        return []
 
 
 def linear_decay(niter: int, niter_decay: int) -> Any:
@@ -299,7 +324,10 @@ class VideoModel(ABC):
         for name, params in self.optimizer_params().items():
             if not params:
                 continue
-            opt = torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2))
+            # fused Adam takes a device-side "found inf" flag and skips the update on the device (optimize()):
+            # the NaN/inf guard then needs no host sync in the middle of a step
+            fused = all(p.device.type in _fused_devices() and p.is_floating_point() for p in params)
+            opt = torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), fused=fused or None)
             self._optimizers[name] = opt
             self._schedulers[name] = torch.optim.lr_scheduler.LambdaLR(opt, decay)
         self._scaler = torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
@@ -336,13 +364,17 @@ class VideoModel(ABC):
         for n in names:
             self._optimizers[n].zero_grad(set_to_none=True)
 
-    def optimize(self, names: str | Sequence[str], loss: torch.Tensor) -> bool:
-        """Backward ``loss`` and step the optimizers ``names``; False (nothing stepped) when not finite.
+    def optimize(self, names: str | Sequence[str], loss: torch.Tensor) -> StepFlag:
+        """Backward ``loss`` and step the optimizers ``names``; the returned flag is false (nothing stepped) when
+        the loss or, with clipping, the gradient norm was not finite.
 
-        In a distributed run the gradients are averaged over the ranks first (:meth:`average_gradients`; every
-        rank must call ``optimize`` with the same ``names``), and a non-finite loss on any rank skips the step on
-        all of them. Gradients are clipped to ``optim.grad_clip`` (per optimizer, 0 = off); fp16 goes through the
-        GradScaler, which skips steps with overflowing gradients itself.
+        The guard runs on the device: fused Adam gets the "found inf" flag and leaves parameters, moments and step
+        counts alone when it is set, so a step makes no host sync until its caller reads the flag (or its logged
+        values) at the end. Where fused Adam is unavailable the flag is read before stepping. In a distributed run
+        the gradients are averaged over the ranks first (:meth:`average_gradients`; every rank must call
+        ``optimize`` with the same ``names``), and a non-finite loss on any rank skips the step on all of them.
+        Gradients are clipped to ``optim.grad_clip`` (per optimizer, 0 = off); fp16 goes through the GradScaler,
+        which skips steps with overflowing gradients itself.
         """
         import torch
 
@@ -350,17 +382,16 @@ class VideoModel(ABC):
 
         names = [names] if isinstance(names, str) else [n for n in names if n in self._optimizers]
         if not names:
-            return True
-        finite = bool(torch.isfinite(loss.detach()).all())
+            return StepFlag(True)
         scaler = self._scaler
+        finite = torch.isfinite(loss.detach()).all()  # (0-dim bool, on the device)
         self.zero_grad(names)
-        if finite:
-            scaler.scale(loss).backward()
+        scaler.scale(loss).backward()  # a non-finite loss gives non-finite gradients, which are not applied
         if is_distributed():
-            finite = self.average_gradients(names, finite)
-        if not finite:
-            self.zero_grad(names)
-            return False
+            if not self.average_gradients(names, finite):
+                self.zero_grad(names)
+                return StepFlag(False)
+            finite = torch.ones((), dtype=torch.bool, device=loss.device)
         clip = float(self.cfg.optim.grad_clip)
         for n in names:
             opt = self._optimizers[n]
@@ -369,16 +400,32 @@ class VideoModel(ABC):
             if clip > 0:
                 params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
                 norm = torch.nn.utils.clip_grad_norm_(params, clip)
-                if not scaler.is_enabled() and not bool(torch.isfinite(norm)):
-                    self.zero_grad(names)
-                    return False
+                if not scaler.is_enabled():
+                    finite = finite & torch.isfinite(norm)
+        if scaler.is_enabled():  # the scaler finds overflows (a non-finite loss included) and skips by itself
+            for n in names:
+                scaler.step(self._optimizers[n])
+            scaler.update()
+            self.zero_grad(names)
+            return StepFlag(True)
+        fused = all(opt.defaults.get("fused") for opt in (self._optimizers[n] for n in names))
+        if not fused and not bool(finite):  # host check: the only way to skip an unfused step
+            self.zero_grad(names)
+            return StepFlag(False)
+        found_inf = (~finite).float()
         for n in names:
-            scaler.step(self._optimizers[n])
-        scaler.update()
+            opt = self._optimizers[n]
+            if fused:
+                opt.found_inf = found_inf  # type: ignore[attr-defined]
+            try:
+                opt.step()
+            finally:
+                if fused:
+                    del opt.found_inf  # type: ignore[attr-defined]
         self.zero_grad(names)
-        return True
+        return StepFlag(finite if fused else True)
 
-    def average_gradients(self, names: Sequence[str], finite: bool = True,
+    def average_gradients(self, names: Sequence[str], finite: Any = True,
                           bucket_elements: int = 1 << 25) -> bool:
         """Average the gradients of optimizers ``names`` over all ranks (the data-parallel step); False if any
         rank's loss was not finite (then every rank skips the step, so they stay in lockstep).
@@ -401,7 +448,10 @@ class VideoModel(ABC):
                     if p.requires_grad and id(p) not in seen:
                         seen.add(id(p))
                         params.append(p)
-        bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
+        if isinstance(finite, torch.Tensor):
+            bad = (~finite.reshape(1)).float().to(self.device)
+        else:
+            bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
         if not params:
             return float(all_reduce_(bad)[0]) == 0.0
         buckets: list[list[torch.Tensor]] = [[]]
@@ -466,10 +516,11 @@ class VideoModel(ABC):
     # -- visuals ---------------------------------------------------------------------------------------------------
     def visuals(self) -> dict[str, torch.Tensor]:
         """The last step's first clip: ``labels``, ``generated``, ``real`` as (T, 3, H, W) CPU float in [-1, 1]."""
-        return dict(self._visuals)
+        return {k: v.float().cpu() for k, v in self._visuals.items()}
 
     def set_visuals(self, **clips: torch.Tensor) -> None:
-        self._visuals = {k: v.detach()[0].float().cpu() for k, v in clips.items()}
+        # kept on the device: copied to the host only when a sample is written (visuals()), not every step
+        self._visuals = {k: v.detach()[0] for k, v in clips.items()}
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
     def weights(self) -> dict[str, torch.Tensor]:

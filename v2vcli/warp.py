@@ -16,20 +16,27 @@ __all__ = ["warp", "warp_numpy", "base_grid"]
 _GRID_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
-def base_grid(h: int, w: int, device: Any, dtype: Any) -> Any:
-    """(1, H, W, 2) grid of normalised (x, y) coordinates in [-1, 1] for align_corners=True."""
+def _grid_and_scale(h: int, w: int, device: Any, dtype: Any) -> tuple[Any, Any]:
     import torch
 
     key = (h, w, str(device), dtype)
-    grid = _GRID_CACHE.get(key)
-    if grid is None:
+    cached = _GRID_CACHE.get(key)
+    if cached is None:
         ys = torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype)
         xs = torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype)
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack((gx, gy), dim=-1).unsqueeze(0)
+        # made once per size and device: a tensor built from Python numbers on an accelerator is a blocking copy
+        scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=device, dtype=dtype)
+        cached = (grid, scale)
         if len(_GRID_CACHE) < 64:
-            _GRID_CACHE[key] = grid
-    return grid
+            _GRID_CACHE[key] = cached
+    return cached
+
+
+def base_grid(h: int, w: int, device: Any, dtype: Any) -> Any:
+    """(1, H, W, 2) grid of normalised (x, y) coordinates in [-1, 1] for align_corners=True."""
+    return _grid_and_scale(h, w, device, dtype)[0]
 
 
 def warp(image: Any, flow: Any) -> Any:
@@ -39,9 +46,11 @@ def warp(image: Any, flow: Any) -> Any:
 
     b, _, h, w = image.shape
     dtype = image.dtype
-    flow32 = flow.float()
-    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=flow.device, dtype=torch.float32)
-    grid = base_grid(h, w, flow.device, torch.float32) + flow32.permute(0, 2, 3, 1) * scale
+    base, scale = _grid_and_scale(h, w, flow.device, torch.float32)
+    grid = base + flow.float().permute(0, 2, 3, 1) * scale
+    # A non-finite flow (a diverged step, skipped by the optimizer's guard) must not reach grid_sample: its CPU
+    # backward indexes memory with the coordinates. Finite coordinates pass unchanged, gradients included.
+    grid = torch.nan_to_num(grid, nan=0.0, posinf=2.0, neginf=-2.0)
     out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.to(dtype)
 

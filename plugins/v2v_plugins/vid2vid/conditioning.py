@@ -58,6 +58,22 @@ def _as_tensor(value: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def check_label_ids(ids: torch.Tensor, label_nc: int, where: str = "") -> None:
+    """An id outside 0..label_nc-1 is a DatasetError. Checked only on the CPU, where it is free: on an accelerator
+    it would stall every training step on a host sync, and the data loader has checked the ids against the label
+    set already (naming sequence and frame)."""
+    import torch
+
+    if ids.device.type != "cpu":
+        return
+    bad = (ids < 0) | (ids >= label_nc)
+    if bool(bad.any()):
+        values = torch.unique(ids[bad]).tolist()
+        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        raise DatasetError(f"label id {shown} is not in the label set (label_nc {label_nc}: ids 0..{label_nc - 1})"
+                           f"{_at(where)}; fix the seg files or the dataset's label set in meta/seg.json")
+
+
 def one_hot_labels(seg: Any, label_nc: int, ignore_id: int | None = None, where: str = "") -> torch.Tensor:
     """(..., H, W) integer ids → (..., label_nc, H, W) float one-hot; an id ≥ label_nc is a DatasetError.
 
@@ -75,12 +91,7 @@ def one_hot_labels(seg: Any, label_nc: int, ignore_id: int | None = None, where:
     if ignore_id is not None and ignore_id >= label_nc:
         valid = ids != ignore_id
         ids = torch.where(valid, ids, torch.zeros_like(ids))
-    bad = (ids < 0) | (ids >= label_nc)
-    if bool(bad.any()):
-        values = torch.unique(ids[bad]).tolist()
-        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
-        raise DatasetError(f"label id {shown} is not in the label set (label_nc {label_nc}: ids 0..{label_nc - 1})"
-                           f"{_at(where)}; fix the seg files or the dataset's label set in meta/seg.json")
+    check_label_ids(ids, label_nc, where)
     onehot = F.one_hot(ids, label_nc).movedim(-1, -3).float()
     return onehot * valid.unsqueeze(-3).float()
 
