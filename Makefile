@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test typecheck demo bench clean
 
 $(VENV)/.v2v-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ install: $(VENV)/.v2v-installed
 
 test: install
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+
+typecheck: install
+	$(PY) -m mypy --ignore-missing-imports v2vcli plugins/v2v_plugins
 
 # The offline demo (issue 14): synthetic world, vid2vid and the per-frame ablation trained for 10 minutes each on
 # the CPU (a GPU when present), synthesis, evaluation, demo_out/report.html.

@@ -166,7 +166,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
+        if isinstance(value, typing.cast(type, tp)):  # an annotation: a class, though is_dataclass admits instances
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping of keys, got {value!r}")
@@ -397,7 +397,8 @@ def dump_config(cfg: V2VConfig, mark_non_defaults: bool = False) -> str:
     if not mark_non_defaults:
         return text
     changed = non_defaults(cfg)
-    lines, stack = [], []
+    lines: list[str] = []
+    stack: list[str] = []
     for line in text.splitlines():
         stripped = line.lstrip()
         indent = (len(line) - len(stripped)) // 2

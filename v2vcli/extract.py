@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, cast, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def config_fields(config_cls: type) -> dict[str, tuple[Any, Any, str]]:
             continue
         default: Any = f.default
         if default is MISSING and f.default_factory is not MISSING:
-            default = f.default_factory()
+            default = cast(Callable[[], Any], f.default_factory)()  # `is not MISSING` does not narrow for mypy
         out[f.name] = (hints.get(f.name, Any), None if default is MISSING else default, f.metadata.get("help", ""))
     return out
 
@@ -185,7 +185,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def build_config(cls: type, options: Mapping[str, Any] | None) -> Any:
+def build_config(cls: type[Extractor], options: Mapping[str, Any] | None) -> Any:
     """An instance of ``cls.Config`` from ``options`` (dashes or underscores); unknown names are errors."""
     config_cls = getattr(cls, "Config", None)
     spec = config_fields(config_cls) if config_cls is not None else {}
@@ -204,7 +204,8 @@ def build_config(cls: type, options: Mapping[str, Any] | None) -> Any:
 
 def _options_dict(config: Any) -> dict[str, Any]:
     """Options as JSON would store them (tuples become lists), so a recorded and a new run compare equal."""
-    raw = asdict(config) if is_dataclass(config) else {}
+    # cast: the config is an instance by construction; is_dataclass alone would also admit a dataclass class
+    raw = asdict(cast(Any, config)) if is_dataclass(config) else {}
     return json.loads(json.dumps(raw, default=str))  # type: ignore[no-any-return]
 
 
@@ -277,7 +278,7 @@ class _Context:
     kind: str
     backend: str
     plugin: str
-    cls: type
+    cls: type[Extractor]
     config: Any
     device: str
     frames_ext: str  # ".jpg" or ".png" for frames this run writes
@@ -546,7 +547,7 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
             reader.close()
     with _meta_lock(ctx.root):
         if not job.stored:
-            fm = ds.frames_meta() if ds.exists() else {"format": ctx.frames_ext[1:], "sequences": {}}
+            fm: dict[str, Any] = ds.frames_meta() if ds.exists() else {"format": ctx.frames_ext[1:], "sequences": {}}
             seqs = dict(fm.get("sequences", {}))
             options = dict(job.frame_options)
             if box is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -75,7 +75,8 @@ class Extractor(ABC):
         return {}
 
     def options(self) -> dict[str, Any]:
-        return asdict(self.config) if is_dataclass(self.config) else {}
+        # cast: the config is an instance by construction; is_dataclass alone would also admit a dataclass class
+        return asdict(cast(Any, self.config)) if is_dataclass(self.config) else {}
 
     def start_sequence(self, seq: str, fps: float, size: tuple[int, int]) -> None:
         """Reset per-sequence state. ``size`` is (W, H)."""

@@ -442,6 +442,7 @@ class VideoModel(ABC):
         world = get_world_size()
         seen: set[int] = set()
         params: list[torch.Tensor] = []
+        n: str | int  # an optimizer name here, a parameter's size in the buckets below
         for n in names:
             for group in self._optimizers[n].param_groups:
                 for p in group["params"]:
@@ -506,6 +507,7 @@ class VideoModel(ABC):
         if self.ema is None:
             return
         beta = self.ema_beta
+        e: torch.Tensor  # a parameter, then a buffer
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.generator.parameters()):
                 e.lerp_(p.detach(), 1.0 - beta)
@@ -642,7 +644,7 @@ def load_model_for_inference(checkpoint: Any, device: Any = "cpu",
     model = cls(cfg, label_set, device)
     if not isinstance(model, VideoModel):
         raise CheckpointError(f"model '{meta.model}' is not a trainable v2v model")
-    nets = [n for n in ("G", "G_ema") if n in meta.networks or n == "G"]
+    nets: list[str] = [n for n in ("G", "G_ema") if n in meta.networks or n == "G"]
     weights, _ = load_weights(checkpoint, networks=nets, device=device)
     model.load_weights(weights, networks=nets)
     model.train(False)

@@ -11,11 +11,14 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from v2vcli.errors import PluginError, did_you_mean
+
+if TYPE_CHECKING:
+    from v2vcli.extractor import Extractor
 
 __all__ = ["Registration", "Registry", "get_registry", "reset_registry"]
 
@@ -104,7 +107,7 @@ class Registry:
             kinds.setdefault(kind, []).append(backend)
         return kinds
 
-    def get_extractor(self, kind: str, backend: str | None = None) -> type:
+    def get_extractor(self, kind: str, backend: str | None = None) -> type[Extractor]:
         kinds = self.extractor_kinds()
         if kind not in kinds:
             raise PluginError(f"no extractor for kind '{kind}'{did_you_mean(kind, kinds)}")

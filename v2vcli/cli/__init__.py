@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import traceback
-from typing import Any
+from typing import Any, cast
 
 import typer
 from typer.core import TyperGroup
@@ -45,10 +45,11 @@ class V2VGroup(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Usage errors (unknown command or option, bad option value) as one ``Error:`` line, exit 2, instead of
         the framework's usage box: every failure of every command reads the same way."""
+        # mypy: *args could also carry a positional standalone_mode; every caller passes it by keyword
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except _FRAMEWORK_EXC as exc:
             message = getattr(exc, "format_message", None)
             if not callable(message):  # Abort (e.g. EOF at a prompt)
@@ -89,7 +90,7 @@ def _no_space_errno(exc: BaseException) -> int | None:
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, OSError) and cur.errno in _NO_SPACE:
-            return int(cur.errno)
+            return int(cast(int, cur.errno))  # not None: it is in _NO_SPACE
         m = re.search(r"os error (\d+)", str(cur))
         if m and int(m.group(1)) in _NO_SPACE:
             return int(m.group(1))

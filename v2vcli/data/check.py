@@ -159,7 +159,7 @@ class _Checker:
             if is_flow or "flow" in arrays:
                 flow, conf = arrays.get("flow"), arrays.get("conf")
                 if flow is None or conf is None or flow.shape != (h, w, 2) or conf.shape != (h, w):
-                    shapes = {k: v.shape for k, v in arrays.items()}
+                    shapes: dict[str, Any] | list[Any] = {k: v.shape for k, v in arrays.items()}  # a list below
                     self.report.add(seq, modality, "bad flow file", f"{path} holds {shapes}; expected flow "
                                                                     f"({h}, {w}, 2) and conf ({h}, {w})")
                 elif index == 0 and (np.any(conf) or np.any(flow)):

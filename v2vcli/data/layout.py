@@ -129,7 +129,7 @@ def generic_label_set(num_classes: int, name: str = "generic") -> LabelSet:
     from v2vcli.io.preview import label_palette
 
     pal = label_palette(256)
-    return LabelSet(name, [LabelClass(i, f"class_{i}", tuple(int(v) for v in pal[i % 256]))  # type: ignore[misc]
+    return LabelSet(name, [LabelClass(i, f"class_{i}", tuple(int(v) for v in pal[i % 256]))  # type: ignore[arg-type]
                            for i in range(num_classes)])
 
 

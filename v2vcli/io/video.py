@@ -95,7 +95,8 @@ def _natural_key(name: str) -> list[Any]:
 
 def image_files(folder: Path) -> list[Path]:
     """The image files of ``folder`` in natural order (frame2 before frame10); other files are an error."""
-    files, others = [], []
+    files: list[Path] = []
+    others: list[Path] = []
     for p in folder.iterdir():
         if p.name.startswith(".") or p.is_dir():
             continue
@@ -464,7 +465,7 @@ class FFmpegReader(VideoReader):
                 buf = bytearray(frame_bytes)
                 view, got = memoryview(buf), 0
                 while got < frame_bytes:
-                    n = proc.stdout.readinto(view[got:])
+                    n = proc.stdout.readinto(view[got:])  # type: ignore[attr-defined]  # bufsize=0: a raw FileIO
                     if not n:
                         break
                     got += n

@@ -17,11 +17,14 @@ import enum
 import inspect
 import logging
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from v2vcli.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from v2v_plugins.evaluate.base import Metric
 
 __all__ = ["v2v_register_metrics", "v2v_register_weights", "v2v_register_commands", "add_metric_command",
            "render_result",
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 RESERVED_SUBCOMMANDS = frozenset({"all"})
 
 
-def _builtin_metrics() -> list[type]:
+def _builtin_metrics() -> list[type[Metric]]:
     from v2v_plugins.evaluate.fid import FID
     from v2v_plugins.evaluate.image_metrics import PSNR, SSIM
     from v2v_plugins.evaluate.warp_error import WarpError
@@ -41,7 +44,7 @@ def _builtin_metrics() -> list[type]:
     return [FID, PSNR, SSIM, WarpError, *_evaluation_ii_metrics()]
 
 
-def _evaluation_ii_metrics() -> list[type]:
+def _evaluation_ii_metrics() -> list[type[Metric]]:
     from v2v_plugins.evaluate.consistency import PoseConsistency, SegConsistency
     from v2v_plugins.evaluate.fvd import FVD, VFIDI3D
     from v2v_plugins.evaluate.lpips import LPIPS

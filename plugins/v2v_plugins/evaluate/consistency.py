@@ -140,7 +140,8 @@ class PoseConsistency(Metric):
         cfg: PoseConsistencyConfig = self.config
         pairs = pair_inputs(_real_sequences(real, "pose"), resolve_input(fake, "--fake"))
         per_frame: dict[str, list[float]] = {}
-        totals = {"n": 0, "correct": {a: 0 for a in PCK_ALPHAS}, "errors": [], "norm_errors": [], "missed": 0}
+        totals: dict[str, Any] = {"n": 0, "correct": {a: 0 for a in PCK_ALPHAS}, "errors": [], "norm_errors": [],
+                                  "missed": 0}
         extractor = backend = None
         options: dict[str, Any] = {}
         notes: list[str] = []
@@ -293,6 +294,7 @@ class SegConsistency(Metric):
         pairs = pair_inputs(_real_sequences(real, "seg"), resolve_input(fake, "--fake"))
         root, _ = conditioning_folder(pairs[0][0], "seg")
         labels = Dataset(root).label_set("seg")
+        options: dict[str, Any]
         if cfg.backend.startswith("dataset:"):
             segmenter: Any = _DatasetLabels(cfg.backend.split(":", 1)[1])
             backend, options = cfg.backend, {}

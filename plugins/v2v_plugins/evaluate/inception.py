@@ -155,6 +155,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]
                               stride=conv.stride, padding=conv.padding, bias=True)  # type: ignore[arg-type]
+            assert fused.bias is not None  # noqa: S101 - bias=True creates it
             with torch.no_grad():
                 fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
                 fused.bias.copy_(bn.bias - bn.running_mean * scale)

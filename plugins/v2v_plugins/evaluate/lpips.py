@@ -42,6 +42,9 @@ def _lpips_module() -> Any:
     class _Net(nn.Module):
         """VGG16 trunk up to relu5_3 and the five linear heads."""
 
+        shift: torch.Tensor  # buffers registered in __init__
+        scale: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             from torchvision.models.vgg import cfgs, make_layers

@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from v2v_plugins.evaluate.base import Metric, MetricResult, progress
 from v2v_plugins.evaluate.inputs import (InputSequence, estimated_frames, iter_frames, pair_inputs, paired_frames,
@@ -105,7 +105,8 @@ class WarpError(Metric):
             from v2vcli.weights import weights_entries
 
             if cfg.flow in weights_entries():
-                config = options(weights=str(self.weights_path(cfg.flow)))
+                # cast: Config is a class, though is_dataclass would also admit an instance
+                config = cast(Any, options)(weights=str(self.weights_path(cfg.flow)))
         return cls(config, self.device)
 
     def compute(self, real: str | Path | None, fake: str | Path) -> MetricResult:

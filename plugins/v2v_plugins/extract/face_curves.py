@@ -105,7 +105,8 @@ def _polyline(canvas: np.ndarray, curve: np.ndarray, value: int = 255) -> None:
 
     # 4 fractional bits: the polyline follows sub-pixel landmark positions instead of jumping between pixels.
     pts = np.rint(curve * 16).astype(np.int32).reshape(-1, 1, 2)
-    cv2.polylines(canvas, [pts], False, value, 1, cv2.LINE_8, shift=4)
+    # cv2's stubs type the colour as a sequence; a scalar is what a 1-channel canvas takes
+    cv2.polylines(canvas, [pts], False, value, 1, cv2.LINE_8, shift=4)  # type: ignore[call-overload]
 
 
 def draw_curves(curves: Sequence[np.ndarray], size: tuple[int, int], canvas: np.ndarray | None = None) -> np.ndarray:
@@ -137,8 +138,10 @@ def face_region_mask(curves: Sequence[np.ndarray], size: tuple[int, int], margin
 
     w, h = size
     outline = np.concatenate([curves[0], curves[1][::-1]])
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [np.rint(outline * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
+    mask: np.ndarray = np.zeros((h, w), np.uint8)
+    # cv2's stubs type the colour as a sequence; a scalar is what a 1-channel mask takes
+    cv2.fillPoly(mask, [np.rint(outline * 16).astype(np.int32)], 255,  # type: ignore[call-overload]
+                 cv2.LINE_8, shift=4)
     if margin > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
         mask = cv2.dilate(mask, kernel)

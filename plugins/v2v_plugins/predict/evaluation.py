@@ -17,7 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from v2vcli.errors import DatasetError
 if TYPE_CHECKING:
     import torch
 
-    from .models import _PredictorBase
+    from .models import LabelPredictor, _PredictorBase
 
 __all__ = [
     "METHODS",
@@ -149,7 +149,7 @@ def evaluate_predictor(model: _PredictorBase, dataset: str | Path, *, split: str
         flow = batch.flow[0]  # (T, 2, H, W)
         if labels:
             seg = batch.inputs["seg"][0].long()  # (T, H, W)
-            states = model.one_hot(seg)  # (T, C, H, W)
+            states = cast("LabelPredictor", model).one_hot(seg)  # (T, C, H, W); labels: a LabelPredictor
             gt = seg.cpu().numpy()
         else:
             states = batch.frames[0]  # (T, 3, H, W) in [-1, 1]
@@ -164,7 +164,8 @@ def evaluate_predictor(model: _PredictorBase, dataset: str | Path, *, split: str
             for m, pred in preds.items():
                 for k, state in enumerate(pred):
                     if labels:
-                        confs[m][k] += confusion(state.argmax(1)[0].cpu().numpy(), gt[t0 + k], C, model.ignore_id)
+                        confs[m][k] += confusion(state.argmax(1)[0].cpu().numpy(), gt[t0 + k], C,
+                                                 cast("LabelPredictor", model).ignore_id)
                     else:
                         img = _uint8(state[0])
                         values[m]["psnr"][k].append(psnr(gt[t0 + k], img))

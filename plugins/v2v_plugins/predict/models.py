@@ -342,7 +342,7 @@ class _PredictorBase(VideoModel):
             g_total = torch.stack(list(g_terms.values())).sum()
         ok_g = self.optimize("G", g_total)
         d_terms: dict[str, torch.Tensor] = {}
-        ok_d = True
+        ok_d: Any = True  # bool or StepFlag: read together with the logged values below
         if D is not None:
             self.set_requires_grad(D, True)
             with self.autocast():

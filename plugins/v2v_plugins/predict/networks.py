@@ -21,6 +21,7 @@ This module imports torch at import time; plugin code imports it lazily.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -83,9 +84,10 @@ class PredictorNet(nn.Module):
         self.mask_out = conv7_out(ch, 1)
         init_weights(self, init_std)
         # Start near the warp-only prediction (constant-flow baseline) rather than a 50/50 blend with noise.
-        nn.init.zeros_(self.flow_out[1].weight)
-        nn.init.zeros_(self.flow_out[1].bias)
-        nn.init.constant_(self.mask_out[1].bias, mask_bias)
+        # cast: item 1 of conv7_out is its biased Conv2d (a Sequential's items are typed as plain Modules)
+        nn.init.zeros_(cast(torch.Tensor, self.flow_out[1].weight))
+        nn.init.zeros_(cast(torch.Tensor, self.flow_out[1].bias))
+        nn.init.constant_(cast(torch.Tensor, self.mask_out[1].bias), mask_bias)
 
     def forward(self, states: torch.Tensor, flows: torch.Tensor) -> PredictionOutput:
         """``states`` (B, K, C, H, W) oldest first; ``flows`` (B, K, 2, H, W): flow of each past state (t→t-1)."""

@@ -259,6 +259,7 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
     if meta.model not in PREDICTORS:
         raise CheckpointError(f"--predictor '{predictor}' is a '{meta.model}' run; pass a run of "
                               f"{' or '.join(PREDICTORS)} (`v2v train --config examples/configs/predict_world.yaml`)")
+    model: Any  # a LabelPredictor or a FramePredictor (meta.model is one of PREDICTORS), as the helpers take it
     model, _ = load_model_for_inference(predictor, device=device)
     labels = model.kind == "labels"
     rend = None

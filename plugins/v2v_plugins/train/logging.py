@@ -253,7 +253,9 @@ def generate_clip(model: VideoModel, batch: ClipBatch, *, use_ema: bool = True) 
     gen = model.frame_generator(use_ema=use_ema)
     gen.reset()
     L = gen.history_frames
-    outs, extras = [], {}
+    outs: list[torch.Tensor] = []
+    extras: dict[str, list[torch.Tensor]] = {}
+    v: torch.Tensor | list[torch.Tensor]  # one frame's extra in the loop, one name's list of them after it
     for t in range(b.length):
         inputs = {k: v[:, t] for k, v in b.inputs.items()}
         if b.flow is not None and "flow" not in inputs:  # the reference flow, for models that observe it

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -444,8 +444,8 @@ class Vid2VidDiscriminators(nn.Module):
 
         measure("D", twin.image, twin.image.in_channels, width, height, "real, final, raw frames")
         for k, d in enumerate(twin.temporal):
-            measure(f"D_T{k}", d, d.in_channels, width, height,
-                    f"real, fake windows (every {self.n_frames_d ** k} frames)")  # type: ignore[arg-type]
+            measure(f"D_T{k}", d, cast(MultiscaleDiscriminator, d).in_channels, width, height,  # a ModuleList item
+                    f"real, fake windows (every {self.n_frames_d ** k} frames)")
         if twin.face is not None:
             measure("D_face", twin.face, twin.face.in_channels, self.face_crop_size, self.face_crop_size,
                     "real, fake face crops")

@@ -104,6 +104,9 @@ class VGGLoss(nn.Module):
     autocast (bf16 features are accurate enough and halve its cost); the L1 is taken in float32.
     """
 
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
+
     def __init__(self, *, features: nn.Module | None = None, weights: str | Path | None = None,
                  weights_name: str = "vgg19", random_init: bool = False, verify: bool = True,
                  layer_weights: Sequence[float] = VGG19_LAYER_WEIGHTS, max_width: int = 1024) -> None:
