@@ -1,6 +1,7 @@
 """The optimizer-step guard (issues 7 and 8): a non-finite loss or gradient skips the step (parameters, Adam moments
 and step counts unchanged), decided on the device so a training step reads nothing back from the device before its
-last backward; `train.max_bad_steps` non-finite steps in a row stop training with one error line."""
+last backward; `train.max_bad_steps` non-finite steps in a row stop training with one error line; bf16/fp16 steps
+run under autocast, with the GradScaler only for fp16."""
 
 from __future__ import annotations
 
@@ -140,3 +141,22 @@ def test_max_bad_steps_in_a_row_stop_training_with_one_error(tmp_path: Path) -> 
     assert all(torch.equal(good[k], after[k]) for k in good)  # the skipped steps changed no weight
     records = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"step"' in line]
     assert records  # the good steps were logged
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_run_under_autocast_with_a_scaler_only_for_fp16(precision: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--precision bf16|fp16`: the generator runs under autocast in that dtype, losses stay finite, only fp16
+    goes through the GradScaler (and its state is checkpointed), and the weights stay fp32."""
+    model = _model(f"train.precision={precision}")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    seen: list[torch.dtype] = []
+    G = model.networks()["G"]
+    handle = G.scales[0].label_encoder[1].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    result = model.train_step(_batch())
+    handle.remove()
+    assert seen and set(seen) == {dtype}
+    assert not result.skipped and all(np.isfinite(v) for v in result.losses.values())
+    assert model._scaler.is_enabled() == (precision == "fp16")
+    assert bool(model.training_state()["scaler"]) == (precision == "fp16")
+    assert all(p.dtype == torch.float32 for p in G.parameters())
