@@ -194,9 +194,9 @@ def test_cli_json_and_cache(cli, videos: tuple[Path, Path], i3d_pth: Path,  # ty
 def test_fvd_at_224_matches_cd_fvd_on_the_same_random_i3d(tmp_path: Path) -> None:
     """The reference check: cd-fvd (PyPI; the PyTorch I3D port and FVD code of VideoGPT/TATS, which load
     i3d_pretrained_400.pt) given the same injected random state dict and the same clips at the protocol's 16 frames
-    x 224x224. The clip logits agree, and so does the FVD once cd-fvd's covariance convention is accounted for: its
-    statistics divide by N, v2v's by N - 1 (as pytorch-fid), a factor N/(N - 1) that is 0.05% at the usual 2,048
-    clips but 1.5 with this test's 3."""
+    x 224x224. The clip logits agree; the FVD equals VideoGPT's Fréchet step (unbiased covariances, as v2v and
+    pytorch-fid) and cd-fvd's own once its convention is accounted for: its statistics class divides by N, a factor
+    N/(N - 1) that is 0.05% at the usual 2,048 clips but 1.5 with this test's 3."""
     cdfvd = pytest.importorskip("cdfvd.fvd")
     from cdfvd.utils.metric_utils import FeatureStats
 
@@ -244,4 +244,11 @@ def test_fvd_at_224_matches_cd_fvd_on_the_same_random_i3d(tmp_path: Path) -> Non
     n = 3
     assert ours.value == pytest.approx(frechet_distance(mu_r, cov_r * n / (n - 1), mu_f, cov_f * n / (n - 1),
                                                         method="eigh"), rel=1e-4)
+    # VideoGPT's own Fréchet step (TF-GAN's matrix square roots, unbiased covariances), shipped in cd-fvd too,
+    # on cd-fvd's features: v2v's FVD as is
+    from cdfvd.third_party.i3d.utils import frechet_distance as videogpt_frechet
+
+    videogpt = float(videogpt_frechet(torch.from_numpy(stats["real"].get_all()).double(),
+                                      torch.from_numpy(stats["fake"].get_all()).double()))
+    assert ours.value == pytest.approx(videogpt, rel=1e-4)
     assert ours.protocol["reference"].startswith("cd-fvd")

@@ -16,9 +16,10 @@ one clip are skipped with a warning. Real and fake clip sets need not be the sam
 
 Verification: the tests give one injected random I3D state dict to v2v and to cd-fvd (PyPI; the PyTorch I3D port
 and FVD code of VideoGPT/TATS, which load the same ``i3d_pretrained_400.pt``): on the protocol's 16×224×224 clips
-the logits agree, and so does the FVD once the covariance convention is accounted for (v2v divides by N − 1, as
-pytorch-fid does; cd-fvd's statistics divide by N: a factor N/(N − 1), 0.05% at the usual 2,048 clips). Clip cutting
-and the ``pool`` tap are checked against an independent re-implementation in the tests (docs/eval.md).
+the logits agree, the FVD equals VideoGPT's Fréchet step (unbiased covariances, as here and in pytorch-fid), and
+cd-fvd's own once its statistics' ÷N covariance is accounted for (a factor N/(N − 1), 0.05% at the usual 2,048 clips).
+Clip cutting and the ``pool`` tap are checked against an independent re-implementation in the tests
+(docs/eval.md).
 
 Feature cache: per input sequence under ``$V2V_HOME/cache/i3d/<key>.npz`` (both taps), keyed by the files read,
 the clip protocol and the weights' sha256; ``--no-cache`` bypasses it.
@@ -43,8 +44,8 @@ __all__ = ["FVDConfig", "FVD", "VFIDI3D", "I3DClipFeatures", "iter_clips", "prep
 log = logging.getLogger(__name__)
 
 I3D_FEATURE_VERSION = 2  # 2: BatchNorm eps 1e-5 (the port the weights come from), was 1e-3
-REFERENCE = ("cd-fvd 0.1.1 (VideoGPT/TATS I3D port): logits agree on the same weights; its covariance divides by N, "
-             "v2v's by N - 1")
+REFERENCE = ("cd-fvd 0.1.1 (VideoGPT/TATS I3D port): same logits on the same weights, FVD equal to VideoGPT's "
+             "Frechet step; cd-fvd's own statistics divide covariances by N, v2v's by N - 1")
 TAPS = {"logits": "400-d Kinetics logits (averaged over time)", "pool": "1024-d Mixed_5c mean over time and space"}
 
 
