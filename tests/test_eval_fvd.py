@@ -33,10 +33,10 @@ def _write_pngs(folder: Path, frames: np.ndarray) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def i3d_pth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random I3D state dict; BN running statistics recalibrated on two small clips."""
-    torch.manual_seed(0)
+def _random_i3d(path: Path, seed: int, size: int, clip_seeds: tuple[int, int]) -> Path:
+    """A random I3D state dict saved at ``path``; BN running statistics recalibrated on two small clips fed at
+    ``size`` (so features at that size are not degenerate)."""
+    torch.manual_seed(seed)
     net = build_i3d()
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm3d):
@@ -44,13 +44,18 @@ def i3d_pth(tmp_path_factory: pytest.TempPathFactory) -> Path:
             m.momentum = None
     net.train()
     torch.set_flush_denormal(True)
-    with torch.no_grad():
-        clips = [list(moving_pattern(t=16, h=48, w=64, seed=s)) for s in (20, 21)]
-        net(preprocess_clips(clips, SIZE))
-    torch.set_flush_denormal(False)
-    path = tmp_path_factory.mktemp("i3d") / "random_i3d.pt"
+    try:
+        with torch.no_grad():
+            net(preprocess_clips([list(moving_pattern(t=16, h=48, w=64, seed=s)) for s in clip_seeds], size))
+    finally:
+        torch.set_flush_denormal(False)
     torch.save(net.eval().state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def i3d_pth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _random_i3d(tmp_path_factory.mktemp("i3d") / "random_i3d.pt", 0, SIZE, (20, 21))
 
 
 @pytest.fixture(scope="module")
@@ -202,19 +207,9 @@ def test_fvd_at_224_matches_cd_fvd_on_the_same_random_i3d(tmp_path: Path) -> Non
 
     from v2v_plugins.evaluate.frechet import frechet_distance
 
-    torch.manual_seed(1)  # a random I3D whose BatchNorm statistics fit 224x224 clips
-    net = build_i3d()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm3d):
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()
+    weights_file = _random_i3d(tmp_path / "random_i3d_224.pt", 1, 224, (40, 41))  # BN statistics fit 224x224
     torch.set_flush_denormal(True)  # speed only, for both implementations
     try:
-        with torch.no_grad():
-            net(preprocess_clips([list(moving_pattern(t=16, h=48, w=64, seed=s)) for s in (40, 41)], 224))
-        weights_file = tmp_path / "random_i3d_224.pt"
-        torch.save(net.eval().state_dict(), weights_file)
         clips = {"real": np.stack([moving_pattern(t=16, h=48, w=64, seed=s) for s in (30, 31, 32)]),
                  "fake": np.stack([moving_pattern(t=16, h=48, w=64, seed=s)[:, ::-1] for s in (33, 34, 35)])}
         folders = {k: _write_pngs(tmp_path / k / "seq", v.reshape(-1, 48, 64, 3)) for k, v in clips.items()}

@@ -34,6 +34,8 @@ from v2vcli.errors import V2VError
 
 __all__ = ["build_app", "main", "state"]
 
+log = logging.getLogger(__name__)
+
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 state: dict[str, Any] = {"verbose": False, "quiet": False}
@@ -113,7 +115,7 @@ def _report(exc: BaseException, code: int, unexpected: bool = False) -> None:
             with open(os.path.join(error_dir, f"rank{int(rank)}.txt"), "w", encoding="utf-8") as f:
                 f.write(message)
         except (OSError, ValueError):
-            pass
+            log.debug("could not leave rank %s's error in %s; the launcher will point at this output", rank, error_dir)
         typer.echo(f"rank {rank} failed: {message}", err=True)
         sys.exit(code)
     typer.echo(f"Error: {message}", err=True)
