@@ -217,6 +217,30 @@ CASES = [
     Case("predict-negative-horizon", lambda f, t: ["predict", "--predictor", f["run"], "--context",
                                                    f["world"] / "seg" / "world_002", "--horizon", "-1", "-o",
                                                    t / "out.mp4"], "horizon"),
+    Case("predict-horizon-beyond-maximum", lambda f, t: ["predict", "--predictor", f["run"], "--context",
+                                                         f["world"] / "seg" / "world_002", "--horizon", "1000000000",
+                                                         "-o", t / "out.mp4"], "at most"),
+    # -- issue 22: non-finite and out-of-range values, outputs that are not v2v's
+    Case("config-infinite-lr", lambda f, t: ["config", "show", "--config", TINY, "--set", "optim.lr=.inf"],
+         "optim.lr must be a finite number", absent=[]),
+    Case("config-nan-float", lambda f, t: ["config", "show", "--config", TINY, "--set", "loss.lambda_feat=.nan"],
+         "must be a finite number", absent=[]),
+    Case("config-int-beyond-range", lambda f, t: ["model", "summary", "--config", TINY, "--set", "model.label_nc=4",
+                                                  "--set", "model.ngf=99999999999999999999999"],
+         "model.ngf must be between", absent=[]),
+    Case("train-infinite-lr", _train("world", "--set", "optim.lr=.inf"), "optim.lr must be a finite number"),
+    Case("extract-infinite-fps", lambda f, t: ["extract", "edges", f["good_video"], "-o", t / "out", "--fps", "inf"],
+         "--fps must be a finite number"),
+    Case("extract-nan-end", lambda f, t: ["extract", "edges", f["good_video"], "-o", t / "out", "--end", "nan"],
+         "--end must be a finite number"),
+    Case("extract-output-is-a-file", lambda f, t: ["extract", "edges", f["good_video"], "-o", f["text"]],
+         "is a file", absent=[]),
+    Case("synthesize-png-into-a-folder-v2v-did-not-write",
+         lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels", f["world"] / "seg" / "world_002",
+                       "--format", "png", "-o", f["not_a_dataset"], "--first-frames", "empty"], "--overwrite", absent=[]),
+    Case("synthesize-png-output-is-a-file",
+         lambda f, t: ["synthesize", "--checkpoint", f["run"], "--labels", f["world"] / "seg" / "world_002",
+                       "--format", "png", "-o", f["text"], "--first-frames", "empty"], "is a file", absent=[]),
     # -- weights
     Case("weights-missing", lambda f, t: ["weights", "path", "vgg19"], "not found", absent=[]),
     Case("weights-wrong-hash", lambda f, t: ["weights", "verify", "vgg19", "--path", f["wrong_weights"]], "sha256",
@@ -248,6 +272,9 @@ def test_bad_input_gives_one_error_line(case: Case, bad: dict[str, Path], cli: A
     assert "Traceback" not in result.output
     for rel in case.absent:
         assert not (tmp_path / rel).exists(), f"{rel} was left behind: {sorted(p.name for p in tmp_path.iterdir())}"
+    # inputs and folders v2v did not write are untouched
+    assert (bad["not_a_dataset"] / "x.txt").read_text() == "x"
+    assert bad["text"].read_text() == "not a video"
 
 
 def test_pickled_code_in_a_checkpoint_is_refused_without_running(bad: dict[str, Path], cli: Any) -> None:

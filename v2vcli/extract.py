@@ -13,6 +13,12 @@ by ``start_sequence``), writes what ``process`` returns under ``DATASET/<output>
   sequences are skipped; an unfinished one is deleted and recomputed from frame 0 (trackers carry state).
 * ``workers=N``: N spawned processes take sequences from a queue, each with its own extractor instance; results
   are identical to one worker (meta files list sequences sorted, per-frame files do not depend on scheduling).
+  A worker dies with the process that started it (Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere it
+  polls its parent), so a killed ``v2v extract`` leaves no worker finishing the job behind a rerun.
+* Signals: SIGTERM is handled like SIGINT (Ctrl-C): the unfinished sequence's files are removed, workers are
+  stopped, and the command ends with one ``Error: interrupted`` line. Finished sequences are kept.
+* A sequence already in the dataset whose recorded source (a video or frame folder) differs from this run's is an
+  error naming ``--overwrite``, which replaces its frames and every kind's outputs.
 * torchrun: with ``RANK``/``WORLD_SIZE`` set, rank r takes input sequences i with i % WORLD_SIZE == r (launch with
   ``torchrun --nnodes N --nproc-per-node P --no-python v2v extract ...``, or set the variables yourself). Meta
   files are updated under an exclusive ``flock`` on meta/.lock, so ranks and workers never lose each other's
@@ -579,8 +585,65 @@ def _error_payload(exc: BaseException) -> tuple[str, str, str]:
     return type(exc).__name__, str(exc), "".join(traceback.format_exception(exc))
 
 
-def _worker_main(ctx: _Context, jobs: Any, out: Any, worker_id: int, threads: int) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this (worker) process die when ``parent`` does: a killed ``v2v extract`` must not leave workers that
+    finish its job (and race a rerun). Linux: the kernel sends SIGKILL on the parent's death; elsewhere a daemon
+    thread polls the parent's pid."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="v2v-parent-watch", daemon=True).start()
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (cleanup as for Ctrl-C) while extracting; the main thread only."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _worker_main(ctx: _Context, jobs: Any, out: Any, worker_id: int, threads: int, parent: int = 0) -> None:
     """Body of a worker process: one extractor instance, sequences from ``jobs`` until a ``None``."""
+    import signal
+
+    if parent:
+        _die_with_parent(parent)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)  # the parent's terminate(): clean up as for Ctrl-C
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         import sys
@@ -628,7 +691,7 @@ def _run_parallel(ctx: _Context, jobs: list[_Job], workers: int, progress: Calla
     for _ in range(workers):
         job_q.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [spawn.Process(target=_worker_main, args=(ctx, job_q, out_q, i, threads), daemon=True,
+    procs = [spawn.Process(target=_worker_main, args=(ctx, job_q, out_q, i, threads, os.getpid()), daemon=True,
                            name=f"v2v-extract-{i}") for i in range(workers)]
     for p in procs:
         p.start()
@@ -657,7 +720,11 @@ def _run_parallel(ctx: _Context, jobs: list[_Job], workers: int, progress: Calla
         for p in procs:
             if p.is_alive() and running:
                 p.terminate()
+        for p in procs:
             p.join(timeout=10)
+            if p.is_alive():  # stuck in native code: it must not outlive the command
+                p.kill()
+                p.join(timeout=5)
     return reports
 
 
@@ -696,6 +763,46 @@ def _progress_bar(enabled: bool, total: int | None, description: str) -> Iterato
         yield lambda n: bar.advance(task, n)
 
 
+def _check_writable_root(root: Path) -> None:
+    """-o must be a folder (or not exist yet) that this user can write: one sentence instead of an OSError later."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"-o '{root}' is a file; pass a dataset folder (new or existing)")
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"-o '{root}': '{existing}' is a file, so the dataset folder cannot be created there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"-o '{root}': '{existing}' is not writable (permission denied); pass a folder you can "
+                          f"write to, or fix its permissions")
+    if root.is_dir():
+        for sub in (root / "meta", root / "frames"):
+            if sub.is_dir() and not os.access(sub, os.W_OK | os.X_OK):
+                raise ConfigError(f"-o '{root}': '{sub}' is not writable (permission denied); fix its permissions")
+
+
+def _drop_sequences(ds: Dataset, seqs: Sequence[str]) -> None:
+    """Remove ``seqs`` from the dataset: frames, every kind's outputs and meta entries (their source changed)."""
+    with _meta_lock(ds.root):
+        for meta_file in sorted(ds.meta_dir.glob("*.json")):
+            kind = meta_file.stem
+            if kind in ("frames", "splits"):
+                continue
+            km = ds.kind_meta(kind) or {}
+            for name in km.get("outputs", []):
+                for seq in seqs:
+                    shutil.rmtree(ds.root / name / seq, ignore_errors=True)
+            if any(seq in km.get("sequences", {}) for seq in seqs):
+                km["sequences"] = {k: v for k, v in km["sequences"].items() if k not in seqs}
+                ds.write_kind_meta(kind, km)
+        fm = ds.frames_meta()
+        for seq in seqs:
+            shutil.rmtree(ds.root / "frames" / seq, ignore_errors=True)
+        fm["sequences"] = {k: v for k, v in fm.get("sequences", {}).items() if k not in seqs}
+        ds.write_frames_meta(fm)
+    log.info("replacing %s: the source differs from the recorded one (--overwrite)", ", ".join(seqs))
+
+
 def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path, *, backend: str | None = None,
                    options: Mapping[str, Any] | None = None, workers: int = 1, resize: tuple[int, int] | None = None,
                    fps: float | None = None, start: float | None = None, end: float | None = None,
@@ -718,6 +825,12 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
     options_json = _options_dict(config)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    import math
+
+    for name, value in (("--fps", fps), ("--start", start), ("--end", end)):
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number of {'frames per second' if name == '--fps' else 'seconds'}"
+                              f", got {value}")
     if fps is not None and not fps > 0:
         raise ConfigError(f"--fps must be positive, got {fps}")
     if start is not None and start < 0:
@@ -733,6 +846,7 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
 
     root = Path(dataset)
+    _check_writable_root(root)
     ds = Dataset(root)
     fm = ds.frames_meta() if ds.exists() else {"sequences": {}}
     stored_fmt = str(fm.get("format", "jpg"))
@@ -757,12 +871,21 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
     given = any(v is not None for v in frame_options.values())
     jobs: list[_Job] = []
     reports: list[SequenceReport] = []
+    replaced: list[str] = []  # sequences whose recorded source differs (--overwrite): dropped before extracting
     for src in sources:
         own = src.kind == "dataset" and src.dataset_root is not None and src.dataset_root.resolve() == root.resolve()
         entry = fm["sequences"].get(src.seq)
         if own and given:
             raise ConfigError(f"--resize/--fps/--start/--end do not apply to '{src.seq}', whose frames are already "
                               f"in '{root}'; extract from the original video into a new dataset to change them")
+        source = str(src.path.resolve())
+        if entry is not None and not own and entry.get("source") and entry["source"] != source:
+            if not overwrite:
+                raise DatasetError(f"sequence '{src.seq}' in '{root}' was extracted from '{entry['source']}', this "
+                                   f"run gives '{source}'; rename one of them, extract into another dataset (-o), "
+                                   f"or pass --overwrite to replace '{src.seq}' with the new source")
+            replaced.append(src.seq)
+            entry = None  # its frames and every kind's outputs are recomputed from the new source
         if entry is not None and not own and entry.get("options") != frame_options:
             raise DatasetError(f"sequence '{src.seq}' in '{root}' was extracted with "
                                f"{_fmt_options(entry.get('options') or {})}, this run asks for "
@@ -771,12 +894,11 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
         if entry is not None and src.seq in done:
             reports.append(SequenceReport(src.seq, "skipped", int(entry["count"]), 0.0, str(entry.get("source", ""))))
             continue
-        source = str(src.path.resolve())
         if entry is not None:
             jobs.append(_Job(src.seq, str(entry.get("source", source)), True, int(entry["count"]), f".{stored_fmt}",
                              entry.get("options") or frame_options))
         else:
-            if ds.exists() and fm["sequences"] and frames_format != stored_fmt:
+            if ds.exists() and set(fm["sequences"]) - set(replaced) and frames_format != stored_fmt:
                 raise DatasetError(f"'{root}' stores frames as {stored_fmt}; pass --frames-format {stored_fmt} "
                                    f"(or extract into another dataset)")
             with open_video(src.path, fps=fps, start=start, end=end, resize=resize) as reader:  # fails early
@@ -786,6 +908,8 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
         for name in set(cls.outputs) | set((km or {}).get("outputs", [])):
             shutil.rmtree(root / name, ignore_errors=True)
         ds.meta_path(kind).unlink(missing_ok=True)
+    if replaced:
+        _drop_sequences(ds, replaced)
 
     report = ExtractionReport(kind, backend, root, rank, world, min(workers, max(1, len(jobs))), reports)
     if not jobs:
@@ -802,7 +926,7 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
     show = progress if progress is not None else (sys.stderr.isatty() and rank == 0)
     desc = f"{kind}/{backend}" + (f" rank {rank}/{world}" if world > 1 else "")
     try:
-        with _progress_bar(bool(show), total, desc) as advance:
+        with _terminate_as_interrupt(), _progress_bar(bool(show), total, desc) as advance:
             if report.workers == 1:
                 extractor = cls(config, device)
                 try:

@@ -80,6 +80,11 @@ class V2VGroup(TyperGroup):
                 where = f" writing '{name}'" if name else ""
                 _report(V2VError(f"no space left{where} ({os.strerror(code)}): free disk space (or raise the "
                                  f"file-size limit) and run the command again; finished work is kept"), 1)
+            if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                name = getattr(exc, "filename", None)
+                where = f" '{name}'" if name else " a file"
+                _report(V2VError(f"cannot write{where}: {os.strerror(exc.errno or errno.EACCES).lower()}; pass an "
+                                 f"output location you can write to, or fix its permissions"), 1)
             _report(exc, 1, unexpected=True)
         return None
 
@@ -105,6 +110,8 @@ def _report(exc: BaseException, code: int, unexpected: bool = False) -> None:
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
     message = str(exc) or type(exc).__name__
+    if "\n" in message:  # a library's multi-line text (torch appends a C++ trace): the Error is one line
+        message = next((line.strip() for line in message.splitlines() if line.strip()), type(exc).__name__)
     if unexpected:
         message = f"{type(exc).__name__}: {message}" + ("" if verbose else " (run with --verbose for details)")
     error_dir, rank = os.environ.get("V2V_ERROR_DIR"), os.environ.get("RANK")

@@ -162,6 +162,11 @@ class _Checker:
                     shapes: dict[str, Any] | list[Any] = {k: v.shape for k, v in arrays.items()}  # a list below
                     self.report.add(seq, modality, "bad flow file", f"{path} holds {shapes}; expected flow "
                                                                     f"({h}, {w}, 2) and conf ({h}, {w})")
+                elif not (np.isfinite(flow).all() and np.isfinite(conf).all()):
+                    bad = int(np.count_nonzero(~np.isfinite(flow))) + int(np.count_nonzero(~np.isfinite(conf)))
+                    self.report.add(seq, modality, "non-finite values", f"{path} holds {bad} NaN or Inf value(s); "
+                                                                        f"re-extract the flow (`v2v extract flow "
+                                                                        f"--overwrite`)")
                 elif index == 0 and (np.any(conf) or np.any(flow)):
                     self.report.add(seq, modality, "bad flow file", f"{path}: frame 0 must hold zero flow with "
                                                                     f"zero confidence")
@@ -170,6 +175,9 @@ class _Checker:
                 if any(s != (h, w) for s in shapes):
                     self.report.add(seq, modality, "size mismatch", f"{path} holds arrays of {shapes}, the frames "
                                                                     f"are {w}x{h}")
+                elif any(np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all() for v in arrays.values()):
+                    self.report.add(seq, modality, "non-finite values", f"{path} holds NaN or Inf values; "
+                                                                        f"re-extract '{modality}' with --overwrite")
         elif ext == ".json":
             try:
                 json.loads(path.read_text(encoding="utf-8"))
@@ -198,6 +206,10 @@ def check_dataset(root: str | Path, *, decode: bool = True, progress: bool | Non
         if modality != "frames" and modality not in metas:
             report.warn("", modality, "no meta", f"no meta/{modality}.json and no meta file lists '{modality}' in "
                                                  f"its outputs")
+    seg_meta = metas.get("seg")
+    if "seg" in modalities and seg_meta is not None and seg_meta.get("_kind") == "seg" and "label_set" not in seg_meta:
+        report.add("", "seg", "bad meta", "meta/seg.json has no label_set, which training needs to read the label "
+                                          "ids; re-extract seg (`v2v extract seg ... --overwrite`) or re-import")
     total = sum(int(e.get("count", 0)) for e in sequences.values()) * max(1, len(modalities)) if decode else 0
     show = progress if progress is not None else sys.stderr.isatty()
     bar: Any = None

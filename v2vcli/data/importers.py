@@ -55,6 +55,16 @@ def _images(folder: Path, exts: tuple[str, ...]) -> list[Path]:
                    and not p.name.startswith(".")), key=_natural)
 
 
+def _unique_name(seq: str, part: str, taken: set[str]) -> str:
+    """``seq``, else ``<part>_<seq>``, else ``<part>_<seq>_2``, ...: never a name already taken (a train sequence
+    called ``test_s`` must not be overwritten by test/s)."""
+    name = seq if seq not in taken else f"{part}_{seq}"
+    n = 2
+    while name in taken:
+        name, n = f"{part}_{seq}_{n}", n + 1
+    return name
+
+
 def _read_labels(path: Path) -> tuple[np.ndarray, bool]:
     """(uint8 ids, whether the file is already an 8-bit gray PNG that can be copied as is)."""
     from PIL import Image, UnidentifiedImageError
@@ -143,7 +153,7 @@ def import_vid2vid(src: str | Path, dataset: str | Path, *, fps: float = 30.0,
                 if len(inst) != len(labels):
                     raise DatasetError(f"sequence '{seq_dir.name}' has {len(labels)} label maps but {len(inst)} "
                                        f"instance maps in {i_dir.name}")
-            name = seq_dir.name if seq_dir.name not in names else f"{part}_{seq_dir.name}"
+            name = _unique_name(seq_dir.name, part, names)
             names.add(name)
             plan.append((name, _SPLITS[part], labels, frames, inst))
     if not plan:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -64,9 +65,18 @@ def _trace_sqrt_scipy(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> flo
     from scipy import linalg
 
     def sqrtm(m: np.ndarray) -> np.ndarray:
-        # Old scipy prints failures to stdout (it would corrupt --json); `disp` is deprecated in new ones.
-        with contextlib.redirect_stdout(io.StringIO()):
-            return np.asarray(linalg.sqrtm(m))
+        # Old scipy prints failures to stdout (it would corrupt --json); `disp` is deprecated in new ones. Its
+        # warnings (LinAlgWarning "Matrix is singular ...", RuntimeWarning) would leak raw to stderr: a singular
+        # product is handled below (the eps offset) and said in our own log line.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            root = np.asarray(linalg.sqrtm(m))
+        for w in caught:
+            log.debug("scipy sqrtm: %s", w.message)
+        if caught and np.isfinite(root).all() and any("singular" in str(w.message).lower() for w in caught):
+            log.info("Fréchet distance: the covariance product is singular (too few samples for the feature "
+                     "dimension?); its square root may be inaccurate")
+        return root
 
     covmean = sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():

@@ -20,8 +20,13 @@ sequence's results never depend on what a worker processed before it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,11 +36,54 @@ from v2vcli.errors import ConfigError, PluginError
 from v2vcli.extractor import Extractor
 from v2vcli.hookspecs import hookimpl
 
-__all__ = ["MediapipePose", "PoseOptions", "import_mediapipe", "MEDIAPIPE_VERSION"]
+__all__ = ["MediapipePose", "PoseOptions", "end_quiet", "import_mediapipe", "quiet_native_logs",
+           "MEDIAPIPE_VERSION"]
 
 log = logging.getLogger(__name__)
 
 MEDIAPIPE_VERSION = "0.10.21"  # the last release whose wheel carries the legacy solutions' models
+
+
+# what mediapipe/TFLite/absl print straight to fd 2 when a graph starts: INFO/WARNING lines, not errors
+_NATIVE_NOISE = re.compile(r"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d)")
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Hold back the INFO/WARNING lines mediapipe's C++ (TFLite, absl, glog) writes to stderr while a graph is
+    built and runs its first frame; everything else written to stderr meanwhile (errors, other threads' log lines)
+    is passed on afterwards. GLOG_minloglevel does not reach TFLite's or absl's logger, hence the fd redirect."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        sink = tempfile.TemporaryFile()
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode("utf-8", "replace")
+        sink.close()
+        kept = "".join(line for line in text.splitlines(keepends=True) if not _NATIVE_NOISE.match(line))
+        if kept:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def end_quiet(extractor: Any) -> None:
+    """End the :func:`quiet_native_logs` an extractor entered when it built its graph (if still open)."""
+    quiet = getattr(extractor, "_quiet", None)
+    if quiet is not None:
+        extractor._quiet = None
+        quiet.close()
 
 
 def import_mediapipe(what: str) -> Any:
@@ -148,6 +196,9 @@ class MediapipePose(Extractor):
 
     def start_sequence(self, seq: str, fps: float, size: tuple[int, int]) -> None:
         self.close()
+        # the graph logs from its own threads after construction, until its first frame is through
+        self._quiet = contextlib.ExitStack()
+        self._quiet.enter_context(quiet_native_logs())
         self._model = self._new_model()
         self._fps = fps if fps and fps > 0 else 30.0
         self._smoother = _PartSmoother(self.config, float(max(size))) if self.config.smooth else None
@@ -159,7 +210,10 @@ class MediapipePose(Extractor):
         if self._model is None:  # used as a library without start_sequence
             self.start_sequence("", self._fps, (frame.shape[1], frame.shape[0]))
         size = (frame.shape[1], frame.shape[0])
-        result = self._model.process(np.ascontiguousarray(frame))
+        try:
+            result = self._model.process(np.ascontiguousarray(frame))
+        finally:
+            end_quiet(self)
         if result.pose_landmarks is None:
             if self._smoother is not None:
                 for part in ("body", "face", "hand_left", "hand_right"):
@@ -194,6 +248,7 @@ class MediapipePose(Extractor):
         return {"pose": rendering, "pose.json": pose_json([person])}
 
     def close(self) -> None:
+        end_quiet(self)
         if self._model is not None:
             self._model.close()
             self._model = None

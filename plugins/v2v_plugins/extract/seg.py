@@ -268,7 +268,14 @@ class SelfieSeg(Extractor):
 
     def start_sequence(self, seq: str, fps: float, size: tuple[int, int]) -> None:
         # A fresh graph per sequence keeps a sequence's result independent of what the worker ran before.
+        import contextlib
+
+        from v2v_plugins.extract.pose import quiet_native_logs
+
         self.close()
+        # the graph logs from its own threads after construction, until its first frame is through
+        self._quiet = contextlib.ExitStack()
+        self._quiet.enter_context(quiet_native_logs())
         self._model = self._mp.solutions.selfie_segmentation.SelfieSegmentation(
             model_selection=_SELFIE_MODELS[self.config.model])
 
@@ -276,7 +283,12 @@ class SelfieSeg(Extractor):
         """Person probability (H, W) float32 in [0, 1]."""
         if self._model is None:
             self.start_sequence("", 0.0, (frame.shape[1], frame.shape[0]))
-        result = self._model.process(np.ascontiguousarray(frame))
+        from v2v_plugins.extract.pose import end_quiet
+
+        try:
+            result = self._model.process(np.ascontiguousarray(frame))
+        finally:
+            end_quiet(self)
         return np.asarray(result.segmentation_mask, np.float32)
 
     def process(self, frame: np.ndarray, index: int) -> dict[str, Any]:
@@ -297,6 +309,9 @@ class SelfieSeg(Extractor):
         return result
 
     def close(self) -> None:
+        from v2v_plugins.extract.pose import end_quiet
+
+        end_quiet(self)
         if self._model is not None:
             self._model.close()
             self._model = None

@@ -37,7 +37,8 @@ def v2v_register_commands(app: typer.Typer) -> None:
                                                                "frame_predictor."),
         context: str = typer.Option(..., "--context", help="Observed frames: a dataset sequence folder "
                                                            "(DATASET/frames/SEQ), a video file or a frame folder."),
-        horizon: int = typer.Option(..., "--horizon", help="Number of future frames to predict."),
+        horizon: int = typer.Option(..., "--horizon", help="Number of future frames to predict (at most 10000; "
+                                                           "with --eval, at most the held-out frames)."),
         renderer: str = typer.Option(None, "--renderer", help="vid2vid run that renders predicted label maps "
                                                               "(needed by a label predictor)."),
         out: Path = typer.Option(None, "--out", "-o", help="Output .mp4 (default ./<context>_predicted.mp4); the "

@@ -19,6 +19,11 @@
    observed frame, t+1 .. t+N), and with
    ``evaluate`` ``OUT.eval.json`` / ``OUT.eval.md``: per-step PSNR, SSIM, LPIPS (when an ``lpips`` metric and its
    weights are available) and label mIoU for the model and the two baselines of :mod:`.evaluation`.
+
+Frames are streamed: each predicted frame is rendered and written to the video as soon as it exists, so memory
+does not grow with the horizon. ``--horizon`` is at most :data:`MAX_HORIZON` (and, with ``--eval``, at most the
+frames the context holds beyond the observed ones). The preview shows every step up to :data:`PREVIEW_STEPS`
+steps, else that many steps evenly spread over the horizon (always the last).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ __all__ = ["Context", "PredictResult", "load_context", "carry_instances", "predi
 log = logging.getLogger(__name__)
 
 PREDICTORS = ("label_predictor", "frame_predictor")
+MAX_HORIZON = 10_000  # predicted frames per run (an autoregressive rollout drifts long before)
+PREVIEW_STEPS = 16  # columns of predicted steps in the preview
 RENDERABLE = ("seg", "inst")
 
 
@@ -252,6 +259,9 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
 
     if horizon < 1:
         raise ConfigError(f"--horizon must be at least 1, got {horizon}")
+    if horizon > MAX_HORIZON:
+        raise ConfigError(f"--horizon must be at most {MAX_HORIZON} (an autoregressive rollout drifts long before), "
+                          f"got {horizon}; predict in shorter runs")
     if not Path(context).exists():  # before loading any model: the cheapest mistake is reported first
         raise VideoError(f"context '{context}' does not exist; pass a dataset sequence folder (DATASET/frames/SEQ), "
                          f"a video or a frame folder")
@@ -288,8 +298,13 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
                           f"{what}, so it needs at least {need + (horizon if evaluate else 0)}")
     observed = ctx.window(have - need, have)
     truth = ctx.window(have, have + horizon) if evaluate else None
+    out_path = Path(out) if out is not None else Path(f"{ctx.name}_predicted.mp4")
+    if out_path.suffix.lower() != ".mp4":
+        raise ConfigError(f"-o '{out_path}' must name an .mp4 file")
+    if out_path.exists() and out_path.is_dir():
+        raise ConfigError(f"-o '{out_path}' is a folder; name an .mp4 file")
 
-    # -- the model's prediction ------------------------------------------------------------------------------------
+    # -- the model's prediction, streamed to the video -------------------------------------------------------------
     dev = model.device
     obs_frames = _to_state_frames(observed.frames, dev)  # (n, 3, H, W)
     obs_flow = torch.from_numpy(observed.flow).permute(0, 3, 1, 2).float().to(dev)
@@ -302,42 +317,53 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
         states = obs_frames
     for j in range(need - K, need):
         rollout.observe(states[j:j + 1], None if (j == 0 and first_flow_zero) else obs_flow[j:j + 1])
-    outs = [rollout.predict() for _ in range(horizon)]
-    pred_states = [o.state for o in outs]
-    pred_seg = [s.argmax(1) for s in pred_states] if labels else []
-    if labels and rend is not None:
-        frames = _render(rend, observed, obs_frames, pred_seg, [o.flow for o in outs], instances)
-    else:
-        frames = [s.clamp(-1, 1) for s in pred_states]
-    pred_u8 = np.concatenate([_to_uint8(f) for f in frames])  # (N, H, W, 3)
+    render = _renderer(rend, observed, obs_frames, instances) if labels and rend is not None else None
+    steps = preview_steps(horizon)
+    shown = set(steps)
+    keep = truth is not None  # scoring needs every step: bounded by the context's held-out frames
+    pred_seg: list[torch.Tensor] = []  # kept only with --eval
+    kept_u8: list[np.ndarray] = []  # kept only with --eval
+    shown_u8: list[np.ndarray] = []
+    shown_maps: list[np.ndarray] = []
+    from v2vcli.io.video import VideoWriter
 
-    # -- outputs ---------------------------------------------------------------------------------------------------
-    out_path = Path(out) if out is not None else Path(f"{ctx.name}_predicted.mp4")
-    if out_path.suffix.lower() != ".mp4":
-        raise ConfigError(f"-o '{out_path}' must name an .mp4 file")
-    if out_path.exists() and out_path.is_dir():
-        raise ConfigError(f"-o '{out_path}' is a folder; name an .mp4 file")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_path)
-    from v2vcli.io.video import write_video
+    with VideoWriter(out_path, float(fps or ctx.fps)) as writer:  # an error removes the partial video
+        for k in range(horizon):
+            o = rollout.predict()
+            seg = o.state.argmax(1) if labels else None
+            frame = render(seg, o.flow) if render is not None else o.state.clamp(-1, 1)
+            if not bool(torch.isfinite(frame).all()):
+                raise CheckpointError(f"the predictor produced non-finite values (NaN or Inf) at step {k + 1}; its "
+                                      f"weights are broken: use an earlier checkpoint or retrain")
+            u8 = _to_uint8(frame)[0]
+            writer.write(u8)
+            if keep:
+                kept_u8.append(u8)
+                if seg is not None:
+                    pred_seg.append(seg)
+            if k in shown:
+                shown_u8.append(u8)
+                if seg is not None:
+                    shown_maps.append(_to_uint8(model.picture(model.one_hot(seg)))[0])
+    pred_u8 = np.stack(kept_u8) if keep else np.zeros((0,), np.uint8)
 
-    write_video(out_path, list(pred_u8), fps=float(fps or ctx.fps))
+    # -- preview and report ----------------------------------------------------------------------------------------
     rows, names = [], []
-    label_pics = None
     if labels:
-        label_pics = np.concatenate([_to_uint8(model.picture(model.one_hot(s))) for s in pred_seg])
-        rows.append(label_pics)
+        rows.append(np.stack(shown_maps))
         names.append("predicted labels")
-    rows.append(pred_u8)
+    rows.append(np.stack(shown_u8))
     names.append("rendered" if labels else "predicted")
     if truth is not None:
         if labels and truth.seg is not None:
-            rows.append(np.concatenate([_to_uint8(model.picture(model.one_hot(torch.from_numpy(s[None]).long())))
-                                        for s in truth.seg]))
+            rows.append(np.concatenate([_to_uint8(model.picture(model.one_hot(torch.from_numpy(truth.seg[k][None])
+                                                                              .long()))) for k in steps]))
             names.append("true labels")
-        rows.append(truth.frames)
+        rows.append(truth.frames[steps])
         names.append("true frames")
-    _write_preview(paths["preview"], observed, rows, names, model if labels else None)
+    _write_preview(paths["preview"], observed, rows, names, model if labels else None, steps)
     result = PredictResult(out_path, paths["preview"], horizon, need)
     if truth is not None:
         scores = _score(model, observed, truth, pred_seg, pred_u8, horizon, device, weights or {})
@@ -348,9 +374,24 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
     return result
 
 
+def preview_steps(horizon: int, limit: int = PREVIEW_STEPS) -> list[int]:
+    """Indices (0-based) of the predicted steps the preview shows: all, or ``limit`` spread evenly (the last
+    included)."""
+    if horizon <= limit:
+        return list(range(horizon))
+    return sorted({round(i * (horizon - 1) / (limit - 1)) for i in range(limit)})
+
+
 def _render(rend: Any, observed: Context, obs_frames: torch.Tensor, pred_seg: list[torch.Tensor],
             pred_flow: list[torch.Tensor], instances: bool) -> list[torch.Tensor]:
     """Run the vid2vid renderer from the real observed frames over the predicted maps (at the renderer's size)."""
+    render = _renderer(rend, observed, obs_frames, instances)
+    return [render(seg, flow) for seg, flow in zip(pred_seg, pred_flow)]
+
+
+def _renderer(rend: Any, observed: Context, obs_frames: torch.Tensor, instances: bool) -> Any:
+    """The vid2vid renderer started from the real observed frames; returns ``render(seg, flow) -> frame`` for one
+    predicted map at a time (at the context's size), so frames can be streamed."""
     import torch
 
     size = (int(rend.cfg.data.size[0]), int(rend.cfg.data.size[1]))
@@ -365,16 +406,17 @@ def _render(rend: Any, observed: Context, obs_frames: torch.Tensor, pred_seg: li
         if inst_obs is not None:
             inputs["inst"] = _resize(inst_obs[j:j + 1], size, True).to(dev)
         gen.step(inputs, real=_resize(obs_frames[j:j + 1], size, False).to(dev))
-    prev_inst = inst_obs[-1:] if inst_obs is not None else None
-    frames = []
-    for seg, flow in zip(pred_seg, pred_flow):
+    carried = [inst_obs[-1:] if inst_obs is not None else None]
+
+    def render(seg: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         inputs = {"seg": _resize(seg.cpu(), size, True).to(dev)}
-        if prev_inst is not None:
-            prev_inst = carry_instances(prev_inst, seg.cpu(), flow.cpu())
-            inputs["inst"] = _resize(prev_inst, size, True).to(dev)
+        if carried[0] is not None:
+            carried[0] = carry_instances(carried[0], seg.cpu(), flow.cpu())
+            inputs["inst"] = _resize(carried[0], size, True).to(dev)
         frame = gen.step(inputs).frame
-        frames.append(_resize(frame.float().cpu(), (w, h), False))
-    return frames
+        return _resize(frame.float().cpu(), (w, h), False)
+
+    return render
 
 
 def _score(model: Any, observed: Context, truth: Context, pred_seg: list[torch.Tensor], pred_u8: np.ndarray,
@@ -434,9 +476,10 @@ def _lpips(scores: HorizonScores, real: np.ndarray, fakes: dict[str, list[np.nda
             scores.per_step[m].pop("lpips", None)
 
 
-def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], names: list[str], model: Any) -> None:
+def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], names: list[str], model: Any,
+                   steps: list[int] | None = None) -> None:
     """One PNG: each row (named on the left) starts with the last observed frame (or map, for rows of maps) and
-    shows the N predicted steps."""
+    shows the predicted steps ``steps`` (0-based; default: every step of the rows)."""
     import torch
 
     from v2vcli.io.files import encode_image, write_bytes_atomic
@@ -450,9 +493,9 @@ def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], names:
     for name, row in zip(names, rows):
         first = last_map if (last_map is not None and name.endswith("labels")) else last_frame
         images += [first] + list(row)
-    horizon = len(rows[0])
+    steps = list(range(len(rows[0]))) if steps is None else steps
     scale = max(1, 128 // max(1, last_frame.shape[0]))  # small models' frames are enlarged to be readable
-    grid = labelled_grid(images, horizon + 1, names, ["last seen"] + [f"t+{k + 1}" for k in range(horizon)], scale)
+    grid = labelled_grid(images, len(steps) + 1, names, ["last seen"] + [f"t+{k + 1}" for k in steps], scale)
     write_bytes_atomic(path, encode_image(grid, ".png"))
 
 

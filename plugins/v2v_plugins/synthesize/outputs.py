@@ -3,11 +3,13 @@
 * mp4: :class:`v2vcli.io.video.VideoWriter` (H.264, yuv420p) writes ``.<stem>.*.tmp.mp4`` beside the output and
   renames it into place when the sequence is complete; the audio of a raw-video input is muxed in before.
 * png: frames go to a hidden ``.<name>.tmp-*`` folder beside the output folder, renamed into place at the end (a
-  previous output folder is swapped out and deleted only then).
+  previous output folder is swapped out and deleted only then). The folder holds a :data:`MARKER` file: an
+  existing folder without it was not written by v2v and is never replaced unless ``--overwrite`` is given.
 
 After Ctrl-C or an error the temporary file is deleted. After ``kill -9`` nothing can run, so the temporary file
-stays (the final path is untouched); the next ``synthesize`` writing the same output deletes such leftovers once
-they have not been modified for :data:`STALE_SECONDS`.
+stays (the final path is untouched). A writer holds an exclusive ``flock`` on its temporary file or folder for as
+long as it writes, so the next ``synthesize`` writing the same output deletes every leftover whose writer is gone
+(no lock held) at once; leftovers it cannot lock-test are deleted once untouched for :data:`STALE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -19,21 +21,89 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from v2vcli.errors import ConfigError
+from v2vcli.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FORMATS", "STALE_SECONDS", "FrameSink", "Mp4Sink", "PngSink", "open_sink", "output_paths",
-           "preview_path", "remove_stale_temps"]
+__all__ = ["FORMATS", "MARKER", "STALE_SECONDS", "FrameSink", "Mp4Sink", "PngSink", "check_finite",
+           "check_replaceable", "open_sink", "output_paths", "preview_path", "remove_stale_temps"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("mp4", "png")
 STALE_SECONDS = 120.0
+MARKER = ".v2v-synthesize"  # in every PNG folder synthesize writes: the proof that it may replace the folder
 Format = Literal["mp4", "png"]
+
+
+def _hold_lock(path: Path) -> int | None:
+    """Open ``path`` (a file or folder) and hold an exclusive ``flock`` on it: the fd marks a live writer (closed,
+    or the process killed, the lock is gone). None where locks are not available."""
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _release(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _writer_alive(path: Path) -> bool | None:
+    """Whether a live writer holds ``path``'s lock (None: cannot tell, e.g. no flock on this system)."""
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY)
+    except ImportError:
+        return None
+    except OSError:
+        return True  # gone already, or unreadable: leave it alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return False
+
+
+def check_finite(frames: Any, what: str) -> None:
+    """Refuse a generated batch (a tensor) holding NaN or Inf: written out, it would be a silent black video."""
+    import torch
+
+    if not bool(torch.isfinite(frames).all()):
+        raise CheckpointError(f"the model produced non-finite values (NaN or Inf) for {what}; its weights are broken "
+                         f"(e.g. a diverged training run): use an earlier checkpoint or retrain")
+
+
+def check_replaceable(path: Path, fmt: Format, overwrite: bool = False) -> None:
+    """Refuse an output that would replace something v2v did not write (unless ``overwrite``)."""
+    if fmt == "png":
+        if path.is_file():
+            raise ConfigError(f"-o '{path}' is a file; --format png writes a folder of frames: pass a folder path")
+        if path.is_dir() and not (path / MARKER).is_file() and not overwrite:
+            raise ConfigError(f"'{path}' is an existing folder that v2v did not write; it would be replaced by the "
+                              f"frames: pass another -o, or --overwrite to replace it and everything in it")
+    elif path.is_dir():
+        raise ConfigError(f"-o '{path}' is a folder; pass a .mp4 file name, or end -o with '/' to write into it")
 
 
 class FrameSink(ABC):
@@ -63,6 +133,7 @@ class Mp4Sink(FrameSink):
 
         self.path = path
         self._writer = VideoWriter(path, fps, audio_from=audio_from, quality=quality)
+        self._lock: int | None = None
 
     @property
     def frames(self) -> int:  # type: ignore[override]
@@ -70,23 +141,42 @@ class Mp4Sink(FrameSink):
 
     def write(self, frame: np.ndarray) -> None:
         self._writer.write(frame)
+        if self._lock is None and self._writer._tmp is not None:  # the temp file exists from the first frame on
+            self._lock = _hold_lock(self._writer._tmp)
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._writer.close()
+        finally:
+            _release(self._lock)
+            self._lock = None
         _publish_mode(self.path)
 
     def abort(self) -> None:
-        self._writer.abort()
+        try:
+            self._writer.abort()
+        finally:
+            _release(self._lock)
+            self._lock = None
 
 
 class PngSink(FrameSink):
     """A folder ``000000.png``, ... written under a temporary name and renamed into place by :meth:`close`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = path
         self.frames = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp: Path | None = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+        self.overwrite = overwrite
+        check_replaceable(path, "png", overwrite)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp: Path | None = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+        except FileExistsError as exc:
+            raise ConfigError(f"cannot create the output folder '{path}': '{exc.filename}' is a file") from exc
+        except PermissionError as exc:
+            raise ConfigError(f"cannot write to '{path.parent}': permission denied; pass a writable -o") from exc
+        self._lock = _hold_lock(self._tmp)
+        (self._tmp / MARKER).write_bytes(b"")
 
     def write(self, frame: np.ndarray) -> None:
         from v2vcli.data.layout import frame_name
@@ -104,6 +194,7 @@ class PngSink(FrameSink):
             return
         _publish_mode(tmp)
         try:
+            check_replaceable(self.path, "png", self.overwrite)  # again: something may have appeared meanwhile
             if self.path.exists():
                 trash = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.old-"))
                 os.replace(self.path, trash / self.path.name)
@@ -112,11 +203,15 @@ class PngSink(FrameSink):
             else:
                 os.replace(tmp, self.path)
         finally:
+            _release(self._lock)
+            self._lock = None
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def abort(self) -> None:
         tmp, self._tmp = self._tmp, None
+        _release(self._lock)
+        self._lock = None
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -131,15 +226,18 @@ def _publish_mode(path: Path) -> None:
         pass
 
 
-def open_sink(path: Path, fmt: Format, fps: float, audio_from: Path | None = None, quality: int = 8) -> FrameSink:
+def open_sink(path: Path, fmt: Format, fps: float, audio_from: Path | None = None, quality: int = 8,
+              overwrite: bool = False) -> FrameSink:
     remove_stale_temps(path)
     if fmt == "mp4":
+        check_replaceable(path, fmt, overwrite)
         return Mp4Sink(path, fps, audio_from, quality)
-    return PngSink(path)
+    return PngSink(path, overwrite)
 
 
 def remove_stale_temps(path: Path, older_than: float = STALE_SECONDS) -> list[Path]:
-    """Delete temporary files/folders of ``path`` left by a killed run (untouched for ``older_than`` seconds)."""
+    """Delete temporary files/folders of ``path`` left by a killed run: at once when no live writer holds their lock
+    (see the module docstring), else once untouched for ``older_than`` seconds."""
     parent = path.parent
     if not parent.is_dir():
         return []
@@ -149,7 +247,14 @@ def remove_stale_temps(path: Path, older_than: float = STALE_SECONDS) -> list[Pa
     for pattern in patterns:
         for p in parent.glob(pattern):
             try:
-                if now - p.stat().st_mtime < older_than:
+                if p.name.endswith(".tmp.a.mp4"):  # the audio mux of a .tmp.mp4: its writer holds that one's lock
+                    main = p.with_name(p.name[: -len(".a.mp4")] + ".mp4")
+                    alive = _writer_alive(main) if main.exists() else False
+                elif ".old-" in p.name:  # a moment's swap of a finished output: only by age
+                    alive = None
+                else:
+                    alive = _writer_alive(p)
+                if alive or (alive is None and now - p.stat().st_mtime < older_than):
                     continue
                 if p.is_dir():
                     shutil.rmtree(p, ignore_errors=True)
@@ -162,12 +267,20 @@ def remove_stale_temps(path: Path, older_than: float = STALE_SECONDS) -> list[Pa
     return removed
 
 
-def output_paths(names: list[str], out: str | Path | None, fmt: Format) -> dict[str, Path]:
+def output_paths(names: list[str], out: str | Path | None, fmt: Format, overwrite: bool = False) -> dict[str, Path]:
     """Output path of each sequence: ``out`` itself for one sequence, ``out/<name>[.mp4]`` for several.
 
     Default ``out``: ``synthesized/``. For one sequence, ``out`` naming an existing folder (or ending in a path
-    separator) also means ``out/<name>[.mp4]``. mp4 files get the ``.mp4`` suffix if ``out`` has none.
+    separator) also means ``out/<name>[.mp4]``. mp4 files get the ``.mp4`` suffix if ``out`` has none. Every path
+    is checked with :func:`check_replaceable` (before anything is generated).
     """
+    paths = _output_paths(names, out, fmt)
+    for path in paths.values():
+        check_replaceable(path, fmt, overwrite)
+    return paths
+
+
+def _output_paths(names: list[str], out: str | Path | None, fmt: Format) -> dict[str, Path]:
     suffix = ".mp4" if fmt == "mp4" else ""
     if out is None:
         root = Path("synthesized")

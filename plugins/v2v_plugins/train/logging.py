@@ -39,6 +39,21 @@ __all__ = ["MetricsFile", "TrainLogger", "to_uint8", "side_by_side", "write_samp
 log = logging.getLogger(__name__)
 
 
+def _strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (others as ``json.dumps(default=float)`` gives)."""
+    if isinstance(value, Mapping):
+        return {str(k): _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return number if math.isfinite(number) else None
+
+
 class MetricsFile:
     """Append-only JSON lines; on resume, lines past the resumed step are dropped (they will be redone)."""
 
@@ -61,7 +76,8 @@ class MetricsFile:
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._f.write(json.dumps(record, default=float) + "\n")
+        """One line of strict JSON: a NaN or Inf value (not JSON) is written as null."""
+        self._f.write(json.dumps(_strict_json(record), allow_nan=False) + "\n")
         self._f.flush()
 
     def close(self) -> None:
