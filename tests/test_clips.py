@@ -133,8 +133,22 @@ def test_random_stride_composes_the_flow(tmp_path: Path) -> None:
     assert steps == {1, 2, 3}
 
 
+def test_schedule_doubles_the_starting_length_up_to_the_official_cap() -> None:
+    """data.n_frames_total is the starting length (issue 19.2): street_512 on 30-frame sequences, niter_step 5."""
+    from v2vcli.config import DataConfig
+
+    street_512 = ClipSchedule.from_config(DataConfig(n_frames_total=6), 5, longest=30, n_past=2)
+    assert [street_512.frames(e) for e in range(20)] == [6] * 5 + [12] * 5 + [24] * 5 + [28] * 5
+    street_2048 = ClipSchedule.from_config(DataConfig(n_frames_total=4), 1, longest=30, n_past=2)
+    assert [street_2048.frames(e) for e in range(6)] == [4, 8, 16, 28, 28, 28]
+    long = ClipSchedule.from_config(DataConfig(n_frames_total=12), 5, longest=1000, n_past=2)
+    assert long.cap == 126 and long.max_frames(40) == 126  # never more than 128 - (n_frames_G - 1)
+    fixed = ClipSchedule.from_config(DataConfig(n_frames_total=6), 0, longest=30, n_past=2)
+    assert {fixed.frames(e) for e in range(20)} == {6}
+
+
 def test_keys_are_deterministic_and_sampler_resumes_exactly() -> None:
-    sched = ClipSchedule(cap=8, start=2, niter_step=2)
+    sched = ClipSchedule(start=2, niter_step=2, cap=8)
     assert [sched.frames(e) for e in range(7)] == [2, 2, 4, 4, 8, 8, 8]
     full = list(ClipBatchSampler(10, 2, seed=1, schedule=sched, epochs=3))
     assert len(full) == 15 and full[0][0][1:] == (0, 2) and full[-1][0][1:] == (2, 4)
@@ -186,7 +200,7 @@ def test_unknown_label_id_names_sequence_and_frame(tmp_path: Path) -> None:
     assert isinstance(err, DatasetError)
     assert "sequence 'seq1' frame 3" in str(err) and "label id 9" in str(err)
     # through DataLoader workers the user still gets the one-line error, not a worker traceback
-    sampler = ClipBatchSampler(len(ds), 2, seed=0, schedule=ClipSchedule(cap=4), epochs=1)
+    sampler = ClipBatchSampler(len(ds), 2, seed=0, schedule=ClipSchedule(start=4), epochs=1)
     batches = [b for b in make_loader(ds, sampler, num_workers=2)]
     failed = [b for b in batches if isinstance(b, DatasetError)]
     assert failed and "sequence 'seq1' frame" in str(failed[0]) and "\n" not in str(failed[0])
@@ -231,3 +245,99 @@ def test_flow_on_the_fly_from_a_registered_estimator(tmp_path: Path, register_pl
     assert np.all(item["flow"][1:, 0] == -1.0) and np.all(item["flow"][1:, 1] == 0.5)
     with pytest.raises(Exception, match="unknown flow estimator 'nope'"):
         ClipDataset(data_cfg(root, flow="nope"), history=2)
+
+
+def _with_densepose(root: Path, counts: dict[str, int], size: tuple[int, int] = (48, 32)) -> Path:
+    """Add densepose/ IUV PNGs (RGB read: channel 2 = part index I) to a toy dataset: part I = 1 + column // 2."""
+    w, h = size
+    for seq, n in counts.items():
+        for t in range(n):
+            iuv = np.zeros((h, w, 3), np.uint8)
+            iuv[..., 2] = np.minimum(1 + np.arange(w) // 2, 24)[None, :]
+            iuv[..., 1] = 100 + t  # U
+            iuv[..., 0] = 50  # V
+            iuv[: h // 4] = 0  # background rows
+            write_image(root / "densepose" / seq / f"{t:06d}.png", iuv)
+    return root
+
+
+def test_densepose_part_index_is_stretched_and_parts_drop_per_frame(tmp_path: Path) -> None:
+    """Official pose_dataset: Di[2] (the part index I) ×255/24, and with random_drop_prob each of the 24 parts of
+    each frame is blanked (all three channels) with that probability; resume stays exact (same key, same drops)."""
+    from v2vcli.data.clips import DENSEPOSE_I_LUT
+
+    root = _with_densepose(make_toy_dataset(tmp_path / "ds", sequences=1, frames=6, flow=False), {"seq0": 6})
+    cfg = data_cfg(root, inputs=["densepose"], size=(48, 32), flip=False, scale_range=(1.0, 1.0))
+    clip = ClipDataset(cfg, need_flow=False).clip(0, 4)
+    dp = np.asarray(clip.inputs["densepose"])[0]  # (T, 3, H, W) uint8
+    assert dp.dtype == np.uint8 and dp.shape == (4, 3, 32, 48)
+    parts = np.minimum(1 + np.arange(48) // 2, 24)
+    assert (dp[:, 2, -1] == np.round(parts * 255 / 24)).all() and dp[:, 2, 0].max() == 0
+    assert dp[:, 2].max() == 255 and (dp[:, 1, -1] == np.arange(100, 104)[:, None]).all()
+    assert DENSEPOSE_I_LUT[24] == 255 and DENSEPOSE_I_LUT[1] == 11 and DENSEPOSE_I_LUT[30] == 255
+
+    keep = ClipDataset(cfg, need_flow=False, seed=1)[(0, 0, 6)]
+    drop_cfg = data_cfg(root, inputs=["densepose"], size=(48, 32), flip=False, scale_range=(1.0, 1.0),
+                        random_drop_prob=0.3)
+    ds = ClipDataset(drop_cfg, need_flow=False, seed=1)
+    item = ds[(0, 0, 6)]
+    assert item["start"] == keep["start"] and item["step"] == keep["step"]  # the drops leave the clip's plan alone
+    np.testing.assert_array_equal(item["frames"], keep["frames"])
+    np.testing.assert_array_equal(ds[(0, 0, 6)]["inputs"]["densepose"], item["inputs"]["densepose"])  # exact resume
+    got, full = item["inputs"]["densepose"], keep["inputs"]["densepose"]
+    dropped = [{int(p) for p in range(1, 25) if not (got[t, 2] == DENSEPOSE_I_LUT[p]).any()} for t in range(6)]
+    assert len({frozenset(d) for d in dropped}) > 1  # drawn per frame
+    for t, d in enumerate(dropped):  # a dropped part is zero in all channels; the rest is untouched
+        gone = np.isin(full[t, 2], DENSEPOSE_I_LUT[sorted(d)])
+        assert not got[t][:, gone].any()
+        np.testing.assert_array_equal(got[t][:, ~gone], full[t][:, ~gone])
+    total = sum(map(len, dropped)) / (6 * 24)
+    assert 0.1 < total < 0.5
+    all_gone = ClipDataset(data_cfg(root, inputs=["densepose"], size=(48, 32), random_drop_prob=1.0),
+                           need_flow=False)[(0, 0, 6)]
+    assert not all_gone["inputs"]["densepose"].any()
+    # evaluation clips (and synthesis, which reads through the same loader) never drop parts
+    np.testing.assert_array_equal(np.asarray(ClipDataset(drop_cfg, need_flow=False).clip(0, 4).inputs["densepose"]),
+                                  dp[None])
+    with pytest.raises(ConfigError, match="random_drop_prob"):
+        data_cfg(root, random_drop_prob=1.5)
+
+
+def test_epoch_of_frames_covers_every_frame(tmp_path: Path) -> None:
+    """data.epoch_items=frames: an epoch has one item per frame of every sequence (the official pose epoch), each
+    sequence holding a share of the items equal to its length; the sampler's contract is unchanged."""
+    root = make_toy_dataset(tmp_path / "ds", sequences={"a": 5, "b": 9, "c": 6}, flow=False)
+    assert len(ClipDataset(data_cfg(root), need_flow=False)) == 3
+    ds = ClipDataset(data_cfg(root, epoch_items="frames"), need_flow=False, history=2)
+    assert len(ds) == 20
+    seqs = [ds.plan((i, 0, 2))[0] for i in range(20)]
+    assert seqs == ["a"] * 5 + ["b"] * 9 + ["c"] * 6
+    sampler = ClipBatchSampler(len(ds), 4, seed=0, schedule=ClipSchedule(2), epochs=1)
+    keys = [k for batch in sampler for k in batch]
+    assert sorted(k[0] for k in keys) == list(range(20))
+    with pytest.raises(ConfigError, match="epoch_items"):
+        data_cfg(root, epoch_items="frame")
+
+
+def test_centred_crop_is_the_official_pose_crop(tmp_path: Path) -> None:
+    """data.crop=centred: no zoom → exactly the central columns (y within the top eighth); with zoom the window's
+    centre moves by at most the zoom's horizontal slack, and most often by less than a third of it."""
+    root = make_toy_dataset(tmp_path / "ds", sequences=1, frames=2, size=(96, 64), flow=False)  # 2 frames: start 0
+    ds = ClipDataset(data_cfg(root, size=(32, 64), flip=False, scale_range=(1.0, 1.0), crop="centred"),
+                     need_flow=False)
+    centre = ClipDataset(data_cfg(root, size=(32, 64)), need_flow=False).clip(0, 2).frames.numpy()[0]
+    for epoch in range(4):
+        np.testing.assert_array_equal(ds[(0, epoch, 2)]["frames"], centre)  # rh = 64 = h: y = 0
+    from v2vcli.data.clips import _geometry
+
+    offsets, ys = [], []
+    for e in range(200):
+        g = _geometry((96, 64), (32, 64), np.random.default_rng(e), (1.5, 1.5), False, "centred")
+        assert (g.rw, g.rh) == (144, 96)
+        offsets.append(g.x + 16 - 72)
+        ys.append(g.y)
+    slack = (144 - 96) / 2
+    assert max(abs(o) for o in offsets) <= slack + 1 and np.std(offsets) == pytest.approx(slack / 3, rel=0.3)
+    assert max(ys) <= 96 // 8 and min(ys) == 0
+    with pytest.raises(ConfigError, match="crop"):
+        data_cfg(root, crop="center")

@@ -127,3 +127,31 @@ def test_bad_config_is_one_line_error(tmp_path: Path, toy: None, cli: Any, conte
 def test_missing_config_file_cli(tmp_path: Path, toy: None, cli: Any) -> None:
     result = cli("config", "show", "--config", tmp_path / "nope.yaml")
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "examples" / "configs"
+
+
+def test_pose_and_g1_presets_follow_the_official_scripts() -> None:
+    """scripts/pose/train_{256,512,1024}p.sh + data/pose_dataset.py, scripts/street/train_g1_{512,1024}.sh."""
+    for name, size, batch, fix in (("pose_256", [192, 256], 8, 0), ("pose_512", [448, 512], 8, 3),
+                                   ("pose_1024", [896, 1024], 1, 3)):
+        cfg = load_config([PRESET_DIR / f"{name}.yaml"])
+        d = cfg.data
+        assert (list(d.size), d.batch_size, cfg.train.niter_fix_global) == (size, batch, fix), name
+        assert (d.flip, d.random_drop_prob, d.epoch_items, d.crop, list(d.scale_range)) == (
+            False, 0.05, "frames", "centred", [1.0, 1.5]), name
+    g512 = load_config([PRESET_DIR / "street_512_g1.yaml"])
+    assert (g512.model.num_D, g512.optim.lr, g512.optim.niter, g512.optim.niter_decay, g512.train.niter_step,
+            g512.train.niter_fix_global, list(g512.data.size)) == (2, 2e-4, 10, 5, 2, 8, [512, 256])
+    g1024 = load_config([PRESET_DIR / "street_1024_g1.yaml"])
+    assert (g1024.model.num_D, g1024.model.n_frames_D, g1024.optim.lr, g1024.optim.niter_decay,
+            g1024.train.niter_step, g1024.train.niter_fix_global) == (3, 2, 1e-4, 5, 2, 8)
+    assert load_config([PRESET_DIR / "street_512.yaml"]).data.epoch_items == "sequences"  # street: one per sequence
+
+
+def test_data_keys_for_official_pose_data_are_checked() -> None:
+    for key, bad in (("data.random_drop_prob", "-0.1"), ("data.epoch_items", "frame"), ("data.crop", "center")):
+        with pytest.raises(ConfigError, match=key.split(".")[1]):
+            load_config([], [f"{key}={bad}"])
+    assert load_config([], ["data.random_drop_prob=0.05"]).data.random_drop_prob == 0.05

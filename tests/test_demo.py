@@ -35,8 +35,13 @@ def test_quick_demo_writes_every_artefact(cli: Any, tmp_path: Path) -> None:
     assert any(x.endswith(".mp4") for x in links) and sum(x.endswith(".png") for x in links) >= 8
     for rel in links:
         assert (out / rel).is_file(), rel
-    for cmd in ("v2v demo world", "v2v train --config examples/configs/tiny.yaml", "v2v synthesize", "v2v eval"):
+    for cmd in ("v2v demo world", "v2v train --config examples/configs/tiny.yaml", "v2v synthesize", "v2v eval",
+                f"--first-frame-model {out}/runs/perframe"):
         assert cmd in html
+    # vid2vid was trained with real history frames: its first L = 2 frames come from the perframe run (issue 19)
+    assert report["synthesis"]["vid2vid"]["first_frames"] == "model"
+    assert report["synthesis"]["vid2vid"]["first_frame_count"] == 2
+    assert report["synthesis"]["perframe"]["first_frames"] == "empty"
     for png in (out / "plots").glob("*.png"):
         img = read_image(png)
         assert img.std() > 5, f"{png.name} looks blank"  # axes, bars and text, not an empty canvas
@@ -48,6 +53,9 @@ def test_quick_demo_writes_every_artefact(cli: Any, tmp_path: Path) -> None:
         assert np.std(frames[4]) > 5
         for model in ("perframe", "vid2vid"):
             assert len(list((out / "synth" / model / seq).glob("*.png"))) == 8
+        pf, v2v = (sorted((out / "synth" / m / seq).glob("*.png")) for m in ("perframe", "vid2vid"))
+        for i in range(2):
+            assert np.abs(read_image(pf[i]).astype(int) - read_image(v2v[i]).astype(int)).max() <= 1
 
 
 def test_demo_errors_are_one_line(cli: Any, tmp_path: Path) -> None:

@@ -208,3 +208,72 @@ def test_norm_choice_is_checked() -> None:
         NLayerDiscriminator(in_channels=3, norm="batch")
     plain = NLayerDiscriminator(in_channels=3, ndf=8, norm="none")
     assert not any("Norm" in type(m).__name__ for m in plain.modules())
+
+
+@pytest.mark.parametrize(("num_d", "face_scales"), [(1, 1), (2, 1), (3, 1), (4, 2)])
+def test_face_d_has_the_official_structure(num_d: int, face_scales: int) -> None:
+    """Official netD_f: max(1, num_D − 2) scales and the image D's n_layers_D (3), not a 2-layer PatchGAN."""
+    with torch.device("meta"):
+        ds = Vid2VidDiscriminators(label_channels=6, num_d=num_d, n_scales_temporal=0, face_d=True)
+    assert ds.face is not None and ds.face.num_d == face_scales and ds.face.n_layers == 3
+    cfg = types.SimpleNamespace(num_D=num_d, n_layers_D=3, face_D=True, n_scales_temporal=0)
+    with torch.device("meta"):
+        built = Vid2VidDiscriminators.from_config(cfg, label_channels=6)
+    assert built.face is not None and (built.face.num_d, built.face.n_layers) == (face_scales, 3)
+
+
+def test_densepose_head_square_is_the_official_face_region() -> None:
+    """get_face_region: a fixed H//32·8 square at native resolution, centred on the middle of the head pixels'
+    (DensePose I > 0.9) bounding box and moved inside the frame; a frame without head pixels is invalid."""
+    from v2v_plugins.vid2vid.discriminators import crop_squares, densepose_head_squares, face_crop_side
+
+    assert face_crop_side(256) == 64 and face_crop_side(512) == 128 and face_crop_side(1024) == 256
+    h, w = 64, 48
+    part = torch.full((3, h, w), -1.0)
+    part[0, 10:15, 20:27] = 23 * 255 / 24 / 127.5 - 1  # head parts (23, 24) → > 0.9
+    part[0, 30:40, 20:27] = 22 * 255 / 24 / 127.5 - 1  # a hand part (22) is not the head
+    part[1, 0:3, 44:48] = 1.0  # head at the top-right corner: the square is moved inside
+    side = face_crop_side(h)
+    assert side == 16
+    corners, valid = densepose_head_squares(part, side)
+    assert valid.tolist() == [1.0, 1.0, 0.0]
+    # frame 0: centre ((10+14)//2, (20+26)//2) = (12, 23) → y0 = 4, x0 = 15
+    assert corners[0].tolist() == [15, 4] and corners[1].tolist() == [w - 1 - 8 - 8, 0]
+    img = torch.arange(2 * h * w, dtype=torch.float32).view(1, 2, h, w).expand(3, 2, h, w).clone()
+    img.requires_grad_()
+    crops = crop_squares(img, corners, side)
+    assert crops.shape == (3, 2, side, side)
+    torch.testing.assert_close(crops[0], img[0, :, 4:20, 15:31])  # exact native pixels, no resampling
+    crops.sum().backward()
+    assert img.grad is not None and img.grad[0].sum().item() == 2 * side * side
+
+
+def test_face_terms_weights_and_feature_matching_normalisation() -> None:
+    """G face terms ×lambda_face (2), D face terms ×1, face FM normalised by the image D's num_D (official)."""
+    from v2v_plugins.vid2vid.discriminators import crop_squares, densepose_head_squares, face_crop_side
+    from v2v_plugins.vid2vid.losses import GANLoss, Vid2VidLoss, feature_matching_loss
+
+    torch.manual_seed(0)
+    d = Vid2VidDiscriminators(label_channels=6, ndf=4, n_layers_d=2, num_d=3, n_scales_temporal=0, face_d=True)
+    n, h, w = 2, 64, 32
+    labels = torch.rand(n, 6, h, w) * 2 - 1
+    labels[:, 5] = -1
+    labels[:, 5, 8:14, 10:16] = 0.95  # densepose I channel (densepose after pose: channel 3 + 2)
+    real, fake = torch.rand(n, 3, h, w) * 2 - 1, torch.rand(n, 3, h, w) * 2 - 1
+    loss = Vid2VidLoss(lambda_vgg=0, lambda_face=2.0)
+    loss.face_part_channel = 5
+    g = loss.generator_frame(d, labels=labels, real=real, fake=fake)
+    dl = loss.discriminator_frame(d, labels=labels, real=real, fake=fake)
+    corners, _ = densepose_head_squares(labels[:, 5], face_crop_side(h, w))
+    crop = lambda x: crop_squares(torch.cat([labels, x], 1), corners, 16)  # noqa: E731
+    with torch.no_grad():
+        fr, ff = d.face(crop(real)), d.face(crop(fake))
+        gan = GANLoss()
+        assert len(fr) == 1  # max(1, 3 - 2) scales
+        assert g.terms["G_GAN_face"].item() == pytest.approx(2 * gan.generator(ff).item(), rel=1e-5)
+        assert g.terms["G_feat_face"].item() == pytest.approx(2 * 10 * feature_matching_loss(ff, fr, num_d=3).item(),
+                                                              rel=1e-5)
+        assert feature_matching_loss(ff, fr, num_d=3).item() == pytest.approx(
+            feature_matching_loss(ff, fr).item() / 3, rel=1e-6)
+        assert dl.terms["D_real_face"].item() == pytest.approx(0.5 * gan.real([s[-1] for s in fr]).item(), rel=1e-5)
+        assert dl.terms["D_fake_face"].item() == pytest.approx(0.5 * gan.fake([s[-1] for s in ff]).item(), rel=1e-5)

@@ -196,13 +196,13 @@ def test_synthesize_interrupted_leaves_no_output(world: Path, tmp_path: Path) ->
     out = tmp_path / "out.mp4"
     for sig in (signal.SIGINT, signal.SIGKILL):
         code = interrupt(["synthesize", "--checkpoint", run_dir, "--labels", long / "seg" / "world_001", "-o", out,
-                          "--device", "cpu"], lambda: any(tmp_path.glob(".out.*")), sig)
+                          "--device", "cpu", "--first-frames", "real"], lambda: any(tmp_path.glob(".out.*")), sig)
         assert code != 0
         assert not out.exists()
         if sig == signal.SIGINT:  # a clean stop removes its temporary file too
             assert not list(tmp_path.glob(".out.*"))
     res = run("synthesize", "--checkpoint", run_dir, "--labels", long / "seg" / "world_001", "-o", out,
-              "--device", "cpu")
+              "--device", "cpu", "--first-frames", "real")
     assert res.returncode == 0, res.stderr
     from v2vcli.io.video import open_video
 

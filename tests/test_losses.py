@@ -24,6 +24,7 @@ from v2v_plugins.vid2vid.losses import (
     GANLoss,
     Vid2VidLoss,
     feature_matching_loss,
+    mask_loss,
     masked_l1,
     photometric_confidence,
 )
@@ -99,12 +100,25 @@ class ScaledCopies(nn.Module):
 
 
 def test_vgg_loss_weights_and_normalisation() -> None:
-    loss = VGGLoss(features=ScaledCopies())
     fake = torch.zeros(1, 3, 4, 4)  # 0.5 in [0, 1]
     real = torch.full((1, 3, 4, 4), 0.5)  # 0.75 in [0, 1]
+    imagenet = VGGLoss(features=ScaledCopies(), input_norm="imagenet")
     per_unit = 0.25 * sum(1 / s for s in IMAGENET_STD) / 3  # mean |Δ| after ImageNet normalisation
-    expected = sum(w * k * per_unit for w, k in zip(VGG19_LAYER_WEIGHTS, range(1, 6)))
+    assert imagenet(fake, real).item() == pytest.approx(
+        sum(w * k * per_unit for w, k in zip(VGG19_LAYER_WEIGHTS, range(1, 6))), rel=1e-5)
+    # default = official: [-1, 1] straight into VGG19 (networks.py VGGLoss), so mean |Δ| is 0.5 per unit
+    loss = VGGLoss(features=ScaledCopies())
+    assert loss.input_norm == "official"
+    expected = sum(w * k * 0.5 for w, k in zip(VGG19_LAYER_WEIGHTS, range(1, 6)))
     assert loss(fake, real).item() == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(loss.prepare(real), real)
+    with pytest.raises(ConfigError, match="vgg_input 'imagnet'"):
+        VGGLoss(features=ScaledCopies(), input_norm="imagnet")
+    from v2v_plugins.vid2vid.config import Vid2VidLossConfig
+
+    built = Vid2VidLoss.from_config(types.SimpleNamespace(n_scales_spatial=1), Vid2VidLossConfig(vgg_input="imagenet"),
+                                    vgg_random_init=True)
+    assert built.vgg.input_norm == "imagenet"  # type: ignore[union-attr]
     assert VGG19_LAYER_WEIGHTS == (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
     # final and raw share one extractor pass; the real features are computed once
     extractor = ScaledCopies()
@@ -202,7 +216,9 @@ def test_flow_warp_temporal_mask_terms_with_confidence() -> None:
     assert out.terms["F_warp"].item() == pytest.approx(10 * ((shifted - real).abs() * c).mean().item(), rel=1e-5)
     assert out.terms["G_temporal"].item() == pytest.approx(10 * ((fake - fake_prev).abs() * c).mean().item(),
                                                            rel=1e-5)
-    assert out.terms["F_mask"].item() == pytest.approx(3.0 * 0.25)
+    assert out.terms["F_mask"].item() == pytest.approx(3.0 * 0.25 * c.mean().item())  # masked by conf (official)
+    assert c.mean().item() < 1.0
+    assert mask_loss(mask).item() == pytest.approx(0.25)  # without conf: unmasked
     assert set(out.terms) == {"G_GAN", "F_flow", "F_warp", "G_temporal", "F_mask"}
     assert out.total.item() == pytest.approx(sum(v.item() for v in out.terms.values()), rel=1e-6)
     out.total.backward()
@@ -370,3 +386,36 @@ def test_activation_checkpointing_keeps_values_and_gradients() -> None:
     other = nn.Module()
     other.checkpointing = False  # type: ignore[assignment]
     assert set_activation_checkpointing(other) == 1 and other.checkpointing is True
+
+
+def test_confidence_is_the_official_sum_of_squares_on_a_noisy_one_pixel_shift() -> None:
+    """Issue 19.1: a smooth image shifted by exactly 1 px, 8-bit frames with σ = 2 grey levels of noise each.
+
+    The per-channel error is N(0, 2σ²) (in [-1, 1] units σ = 2·2/255), so Σ_RGB d² / (2σ²) is χ²(3): the official
+    threshold Σ d² < 0.02 keeps P(χ²₃ < 0.02/(2σ²)) ≈ 99.9% of the pixels, where the old √Σd² < 0.02 kept ~18%.
+    """
+    from scipy.stats import chi2
+
+    from v2vcli.warp import warp
+
+    g = torch.Generator().manual_seed(0)
+    h, w = 96, 128
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, h // 8, w // 8 + 1, generator=g), size=(h, w + 8),
+                                           mode="bicubic", align_corners=True).clamp(0, 1) * 200 + 20
+    sigma = 2.0  # grey levels
+
+    def frame(x: torch.Tensor) -> torch.Tensor:
+        noisy = (x + sigma * torch.randn(x.shape, generator=g)).round().clamp(0, 255)
+        return noisy / 127.5 - 1
+
+    prev = frame(base[..., :w])
+    cur = frame(base[..., 1:w + 1])  # x_t(p) = x_{t-1}(p + (1, 0))
+    flow = torch.zeros(1, 2, h, w)
+    flow[:, 0] = 1.0
+    conf = photometric_confidence(cur, prev, flow)[..., :, : w - 1]  # the last column warps from the border
+    s = 2 * sigma / 255.0
+    expected = chi2.cdf(0.02 / (2 * s * s), df=3)
+    assert expected > 0.998
+    assert conf.mean().item() == pytest.approx(expected, abs=0.003)
+    old_rule = ((cur - warp(prev, flow)).pow(2).sum(1).sqrt() < 0.02)[..., : w - 1].float().mean().item()
+    assert old_rule < 0.3  # what the square root kept: most of the flow, warp and temporal terms switched off

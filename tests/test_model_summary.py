@@ -73,10 +73,10 @@ def test_summary_matches_the_parity_table(cli: Any, preset: str) -> None:
 def test_summary_lists_the_discriminators(cli: Any) -> None:
     got = run_summary(cli, "--config", str(CONFIGS / "street_512.yaml"))
     rows = {r["name"]: r for r in got["discriminators"]}
-    assert list(rows) == ["D", "D_T0", "D_T1", "D_T2"]
+    assert list(rows) == ["D", "D_T0", "D_T1"]  # the official n_scales_temporal 2
     # the official counts: 39-channel image D and 13-channel temporal Ds at num_D 2
     assert rows["D"]["params"] == 5_606_786 and rows["D"]["in_channels"] == 39
-    assert all(rows[f"D_T{k}"]["params"] == 5_553_538 for k in range(3))
+    assert all(rows[f"D_T{k}"]["params"] == 5_553_538 for k in range(2))
     assert rows["D"]["gflop"] > 0 and rows["D"]["input_size"] == got["size"]
     assert "fg_branch" in got["networks"]["G"]["scales"]["G0"]["modules"]  # D rows do not replace G's
 

@@ -96,7 +96,8 @@ def _pngs(folder: Path) -> list[np.ndarray]:
 def test_frame_count_and_fps_match_input(world: dict[str, Path], tmp_path: Path) -> None:
     from v2vcli.io.video import open_video, probe_video
 
-    report = _run(checkpoint=world["run"], labels=world["world"], split="train", output=tmp_path / "out")
+    report = _run(checkpoint=world["run"], labels=world["world"], split="train", output=tmp_path / "out",
+                  first_frames="real")
     assert [s.name for s in report.sequences] == ["world_000", "world_001"]
     for s in report.sequences:
         assert s.output == tmp_path / "out" / f"{s.name}.mp4"
@@ -113,7 +114,8 @@ def test_cli_sequence_folder_to_file_and_preview(cli: Any, world: dict[str, Path
 
     out = tmp_path / "one.mp4"
     result = cli("synthesize", "--checkpoint", world["run"] / "checkpoints" / "step_00000002", "--labels",
-                 world["world"] / "seg" / "world_002", "-o", out, "--preview", "--device", "cpu")
+                 world["world"] / "seg" / "world_002", "-o", out, "--preview", "--device", "cpu", "--first-frames",
+                 "real")
     assert result.exit_code == 0, result.output
     assert out.is_file() and oct(out.stat().st_mode & 0o077) != "0o0"
     with open_video(out) as r:
@@ -164,7 +166,7 @@ def test_remap_changes_generator_input_exactly_in_remapped_regions(world: dict[s
         orig = synth.generator.step
         seen = _capture_inputs(synth)
         try:
-            synth.run(seqs, {"world_000": tmp_path / name}, fmt="png", remap=remap)
+            synth.run(seqs, {"world_000": tmp_path / name}, fmt="png", remap=remap, first_frames="real")
         finally:
             synth.generator.step = orig
         runs.append(seen)
@@ -185,8 +187,10 @@ def test_ema_and_trained_generator_differ(world: dict[str, Path], tmp_path: Path
 
     parts = split_networks(load_weights(world["run"])[0])
     assert any(not bool((parts["G"][k] == parts["G_ema"][k]).all()) for k in parts["G"])
-    a = _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "ema", format="png")
-    b = _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "g", format="png", use_ema=False)
+    a = _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "ema", format="png",
+             first_frames="real")
+    b = _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "g", format="png", use_ema=False,
+             first_frames="real")
     assert a.ema and not b.ema
     fa, fb = _pngs(tmp_path / "ema"), _pngs(tmp_path / "g")
     assert len(fa) == len(fb) == 8
@@ -198,9 +202,10 @@ def test_first_frame_replaces_frame_zero(world: dict[str, Path], tmp_path: Path)
 
     img = np.random.default_rng(3).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     write_image(tmp_path / "first.png", img)
-    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "plain", format="png")
-    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "first", format="png",
-         first_frame=tmp_path / "first.png")
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "plain", format="png", first_frames="empty")
+    report = _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "first", format="png",
+                  first_frame=tmp_path / "first.png")
+    assert (report.first_frames, report.first_frame_count) == ("image", 1)
     plain, first = _pngs(tmp_path / "plain"), _pngs(tmp_path / "first")
     assert len(first) == len(plain) == 8
     assert np.array_equal(first[0], img)
@@ -210,8 +215,9 @@ def test_first_frame_replaces_frame_zero(world: dict[str, Path], tmp_path: Path)
 
 def test_same_inputs_and_seed_give_identical_pngs(world: dict[str, Path], tmp_path: Path) -> None:
     for name in ("a", "b"):
-        _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / name, format="png", seed=7)
-    a, b = sorted((tmp_path / "a").iterdir()), sorted((tmp_path / "b").iterdir())
+        _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / name, format="png", seed=7,
+             first_frames="real")
+    a, b = (sorted(p for p in (tmp_path / n).iterdir() if not p.name.startswith(".")) for n in ("a", "b"))
     assert [p.name for p in a] == [f"{i:06d}.png" for i in range(8)]
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
 
@@ -226,9 +232,9 @@ def test_batch_sequences_of_different_lengths(world: dict[str, Path], tmp_path: 
     seqs = [resolve_labels(world["world"] / "seg" / "world_000").sequences[0],
             resolve_labels(world["long"] / "seg" / "world_001").sequences[0]]
     outs = {"world_000": tmp_path / "b" / "short", "world_001": tmp_path / "b" / "long"}
-    results = synth.run(seqs, outs, fmt="png", batch_sequences=2)
+    results = synth.run(seqs, outs, fmt="png", batch_sequences=2, first_frames="real")
     assert [r.frames for r in results] == [8, 24]
-    single = synth.run(seqs[:1], {"world_000": tmp_path / "single"}, fmt="png")
+    single = synth.run(seqs[:1], {"world_000": tmp_path / "single"}, fmt="png", first_frames="real")
     assert single[0].frames == 8
     a, b = _pngs(tmp_path / "single"), _pngs(tmp_path / "b" / "short")
     assert len(a) == len(b) == 8 and len(_pngs(tmp_path / "b" / "long")) == 24
@@ -253,7 +259,8 @@ def test_raw_video_runs_through_recorded_extractors(edges_checkpoint: Path, tmp_
     assert src.has_audio
     with open_video(video) as r:
         n_in = r.count
-    report = _run(checkpoint=edges_checkpoint, labels=video, output=tmp_path / "out.mp4", use_ema=True)
+    report = _run(checkpoint=edges_checkpoint, labels=video, output=tmp_path / "out.mp4", use_ema=True,
+                  first_frames="real")  # the video's own frames, extracted with its edges
     (res,) = report.sequences
     assert res.output == tmp_path / "out.mp4" and res.audio and not report.ema  # no G_ema saved: G is used
     info = probe_video(res.output)
@@ -276,7 +283,8 @@ def test_raw_video_with_unextractable_provenance_is_a_clear_error(cli: Any, worl
 _RSS_SCRIPT = textwrap.dedent("""
     import sys
     from v2v_plugins.synthesize import SynthesisOptions, synthesize
-    r = synthesize(SynthesisOptions(checkpoint=sys.argv[1], labels=sys.argv[2], output=sys.argv[3], device="cpu"))
+    r = synthesize(SynthesisOptions(checkpoint=sys.argv[1], labels=sys.argv[2], output=sys.argv[3], device="cpu",
+                                    first_frames="real"))
     hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
     print(r.frames, hwm)
 """)
@@ -309,7 +317,8 @@ def test_kill_9_leaves_no_output_and_the_next_run_cleans_up(world: dict[str, Pat
               "    return orig(self, frames)\n"
               "e.Synthesizer.batch = slow\n"
               f"e.synthesize(e.SynthesisOptions(checkpoint={str(world['run'])!r}, "
-              f"labels={str(world['long'] / 'seg' / 'world_001')!r}, output={str(out)!r}, device='cpu'))\n")
+              f"labels={str(world['long'] / 'seg' / 'world_001')!r}, output={str(out)!r}, device='cpu', "
+              f"first_frames='real'))\n")
     proc = subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -328,7 +337,7 @@ def test_kill_9_leaves_no_output_and_the_next_run_cleans_up(world: dict[str, Pat
     temps = list(tmp_path.glob(".killed.*"))
     for p in temps:  # pretend they were left long ago
         os.utime(p, (time.time() - 3600, time.time() - 3600))
-    _run(checkpoint=world["run"], labels=world["world"] / "seg" / "world_002", output=out)
+    _run(checkpoint=world["run"], labels=world["world"] / "seg" / "world_002", output=out, first_frames="real")
     assert out.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".killed.")]
 
@@ -346,8 +355,9 @@ def test_output_paths() -> None:
 
 def test_precision_bf16_runs_under_autocast_and_stays_close(world: dict[str, Path], tmp_path: Path) -> None:
     """--precision bf16 generates through bf16 autocast (a different result from fp32, same length, close)."""
-    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "fp32", format="png")
-    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "bf16", format="png", precision="bf16")
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "fp32", format="png", first_frames="empty")
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "bf16", format="png", precision="bf16",
+         first_frames="empty")
     fp32, bf16 = _pngs(tmp_path / "fp32"), _pngs(tmp_path / "bf16")
     assert len(fp32) == len(bf16) == 8
     diff = np.abs(fp32[0].astype(int) - bf16[0].astype(int))
@@ -369,9 +379,10 @@ def test_compile_wraps_the_generator_with_torch_compile(world: dict[str, Path], 
         return original(model, backend="eager")
 
     monkeypatch.setattr(torch, "compile", compile_eager)
-    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "eager", format="png")
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "eager", format="png", first_frames="real")
     assert not calls
-    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "compiled", format="png", compile=True)
+    _run(checkpoint=world["run"], labels=world["world"], output=tmp_path / "compiled", format="png", compile=True,
+         first_frames="real")
     assert len(calls) == 1
     for a, b in zip(_pngs(tmp_path / "eager"), _pngs(tmp_path / "compiled")):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         try:
             t0 = time.perf_counter()
             res = invoke("train", "--config", TINY, "--data", data, "--run-dir", root / "run", "--max-steps", STEPS,
-                         *COMMON, "--set", "data.n_frames_total=2", "--set", "data.n_frames_start=1",
+                         *COMMON, "--set", "data.n_frames_total=3",
                          "--set", "train.niter_step=2", "--set", "train.checkpoint_every=5",
                          "--set", "train.keep_last=2", "--set", "train.sample_every=10",
                          "--set", "train.val_every=10", "--set", "train.tensorboard=true")
@@ -171,9 +172,15 @@ def test_every_configured_loss_term_is_logged_non_zero(run: Run) -> None:
 
 def test_clip_length_doubling_is_logged(run: Run) -> None:
     events = [r for r in run.records if r.get("event") == "clip_length"]
-    assert [(e["epoch"], e["generated_frames"], e["clip_frames"]) for e in events] == [(0, 1, 3), (2, 2, 4)]
-    clip_frames = {r["step"]: r["clip_frames"] for r in run.records if "event" not in r and r["stage"] == "train"}
-    assert clip_frames[1] == 3 and clip_frames[4] == 3 and clip_frames[5] == 4 and clip_frames[STEPS] == 4
+    # data.n_frames_total is the starting length, doubled every 2 epochs (2 steps each), capped at the longest
+    # training sequence (12 frames) minus the 2 history frames
+    assert [(e["epoch"], e["generated_frames"], e["clip_frames"]) for e in events] == [(0, 3, 5), (2, 6, 8),
+                                                                                        (4, 10, 12)]
+    assert [e["frames_per_step"] for e in events] == [3, 4, 4]  # tiny: train.frames_per_step 4
+    train = {r["step"]: r for r in run.records if "event" not in r and r["stage"] == "train"}
+    clip_frames = {step: r["clip_frames"] for step, r in train.items()}
+    assert clip_frames[1] == 5 and clip_frames[4] == 5 and clip_frames[5] == 8 and clip_frames[9] == 12
+    assert clip_frames[STEPS] == 12
 
 
 def test_samples_validation_tensorboard_and_events(run: Run) -> None:
@@ -184,7 +191,7 @@ def test_samples_validation_tensorboard_and_events(run: Run) -> None:
                        "step_00000020_world_002.mp4"]
     with open_video(run.run_dir / "samples" / "step_00000020.mp4") as reader:
         frames = list(reader)
-    assert len(frames) == 4 and frames[0].shape == (32, 96, 3)  # labels | generated | real, 4-frame clip
+    assert len(frames) == 12 and frames[0].shape == (32, 96, 3)  # labels | generated | real, 12-frame clip
     val = [r for r in run.records if r["stage"] == "val"]
     assert [r["step"] for r in val] == [10, 20]
     assert all(5.0 < r["psnr"] < 60.0 and 0.0 <= r["warp_error"] < 1.0 for r in val), val
@@ -306,7 +313,7 @@ def test_face_edges_with_distance_maps_train_end_to_end(carphone_mp4: Path, tmp_
     assert dist.shape[-3] == 14 and 0.0 <= dist.min() and dist.max() <= 1.0 and dist.min() < 0.05 < dist.max()
     # README: synthesize from the raw video, extracted (crop included) as the training data was
     res = invoke("synthesize", "--checkpoint", tmp_path / "run", "--labels", carphone_mp4, "-o", tmp_path / "fake.mp4",
-                 "--device", "cpu")
+                 "--device", "cpu", "--first-frames", "real")
     assert res.exit_code == 0, res.output
     from v2vcli.io.video import probe_video
 
@@ -327,6 +334,8 @@ def test_init_from_a_coarser_run_loads_g0_and_trains_only_the_new_scale_first(ru
                  "--set", "train.niter_fix_global=1", "--set", "train.checkpoint_every=2", "--set", "train.keep_last=5")
     assert res.exit_code == 0, res.output
     assert "initialised G0..G0 from the coarser run" in res.output and "training only the finest scale G1" in res.output
+    # the official load_pretrain also loads the discriminators: the same tiny D fits whole
+    assert re.search(r"initialised (\d+) of \1 discriminator tensors", res.output), res.output
     steps = dict(list_checkpoints(fine))
     assert sorted(steps) == [2, 4]  # 2 steps per epoch: step 2 ends epoch 0 (fixed G0), step 4 ends epoch 1
     after_epoch0, _ = load_weights(steps[2], networks=["G"])

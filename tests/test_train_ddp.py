@@ -38,8 +38,10 @@ TINY = Path(__file__).resolve().parents[1] / "examples" / "configs" / "tiny.yaml
 STEPS = 4
 LR = 2e-4  # tiny.yaml's optim.lr
 OPTS = ["--device", "cpu", "--set", "data.size=[32,32]", "--set", "data.num_workers=0",
-        "--set", "data.n_frames_total=1", "--set", "train.checkpoint_every=1", "--set", "train.keep_last=0",
-        "--set", "train.log_every=1"]
+        "--set", "data.n_frames_total=3", "--set", "train.checkpoint_every=1",
+        "--set", "train.keep_last=0", "--set", "train.log_every=1"]
+# Clips of 3 generated frames, one chunk (tiny's train.frames_per_step is 4): one G/D step per training step, so
+# Adam's moments after step 1 are the averaged gradients themselves, and the temporal D (3-frame windows) is active.
 
 
 def _cmd(*args: Any) -> list[str]:
@@ -120,7 +122,13 @@ def test_two_ranks_batch_one_equal_one_rank_batch_two(ddp: Ddp, tmp_path: Path) 
         for key in ("exp_avg", "exp_avg_sq"):  # (1-β1)·g and (1-β2)·g²: the gradients themselves
             ref = torch.cat([s[key].flatten() for s in opt["state"].values()])
             got = torch.cat([s[key].flatten() for s in two["model"]["optimizers"][name]["state"].values()])
-            assert float((got - ref).abs().max()) <= 2e-4 * float(ref.abs().max()), (name, key)
+            # Several generated frames: each frame's input is the previous output, whose last bits differ between
+            # a batch of 2 and two batches of 1 (CPU conv kernels; 1e-5 at the first generated frame, 3e-4 at the
+            # third), and the L1 terms' sign() turns a few of those
+            # into whole-pixel gradient changes. Relative L2 error 5e-2 (measured 1.2%) still fails for any wrong averaging (sum
+            # instead of mean, a rank left out: errors of 50-100%).
+            rel = float((got - ref).norm() / ref.norm())
+            assert rel <= 5e-2, (name, key, rel)
     wa, wb = _weights(tmp_path / "one", 1), _weights(ddp.run_dir, 1)
     total = close = 0
     for k, ref in wa.items():

@@ -4,12 +4,18 @@ Precedence: dataclass defaults < YAML files (in order) < ``--set`` < explicit CL
 are fixed: ``data``, ``model``, ``loss``, ``optim``, ``train`` plus ``run_dir`` and ``seed``. The ``model`` and
 ``loss`` sections belong to the model named by ``model.name``: its class declares ``Config`` and ``LossConfig``
 dataclasses, so a third-party model brings its own keys. Unknown keys are errors naming the closest valid key.
+
+Every number is checked on the way in, for every section (a plugin's too): a float must be finite (``.inf`` and
+``.nan`` are errors) and an integer must lie within ±:data:`MAX_INT` (2^31 - 1; the seed: ±2^63 - 1), so a value no tensor size or
+count can hold fails here with one line rather than deep inside torch.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -20,6 +26,8 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from v2vcli.errors import ConfigError, did_you_mean
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DataConfig",
@@ -37,6 +45,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+MAX_INT = 2**31 - 1  # the largest integer any config key accepts (in absolute value)
+MAX_SEED = 2**63 - 1  # ... except the seed, which only has to fit torch's int64 seed
 
 
 
@@ -59,24 +70,36 @@ class DataConfig:
     inputs: list[str] = field(default_factory=lambda: ["seg", "inst"])  # conditioning modalities
     size: tuple[int, int] = (256, 128)  # W×H the model sees
     split: str = "train"
-    n_frames_total: int = 6  # frames generated per clip (the cap once doubling is done)
-    n_frames_start: int = 0  # clip length at the start of training; 0 = n_frames_total (no doubling)
+    n_frames_total: int = 6  # frames generated per clip at the start; doubles every train.niter_step epochs
     max_t_step: int = 1  # random temporal stride 1..max_t_step
     batch_size: int = 1
     clips_per_sequence: int = 1  # clips drawn from each sequence per epoch (an epoch is sequences × this)
+    # epoch length: "sequences" = sequences × clips_per_sequence; "frames" = one clip per frame of every sequence
+    # (Σ frame counts, the official pose epoch; each clip from a sequence drawn in proportion to its length)
+    epoch_items: Literal["sequences", "frames"] = "sequences"
     num_workers: int = 2
     flip: bool = True
     scale_range: tuple[float, float] = (1.0, 1.0)  # random zoom before the crop
+    # crop of the zoomed frame: "random" = anywhere; "centred" = the official pose crop (x at the centre with
+    # Gaussian jitter σ = a third of the zoom's horizontal slack, clipped to it; y in the top eighth)
+    crop: Literal["random", "centred"] = "random"
+    random_drop_prob: float = 0.0  # per frame, each DensePose part (I = 1..24) is blanked with this probability
     flow: str = "dataset"  # "dataset" (flow/ modality) or a flow estimator name computed on the fly
     foreground: list[str] = field(default_factory=list)  # foreground class names (e.g. ["car"])
 
     def __post_init__(self) -> None:
-        _check_min(self, "data", {"n_frames_total": 1, "n_frames_start": 0, "max_t_step": 1, "batch_size": 1,
+        _check_min(self, "data", {"n_frames_total": 1, "max_t_step": 1, "batch_size": 1,
                                   "clips_per_sequence": 1, "num_workers": 0})
         if len(self.size) != 2 or min(self.size) < 1:
             raise ConfigError(f"data.size must be [W, H] with positive sides, got {list(self.size)}")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ConfigError(f"data.scale_range must be [lo, hi] with 0 < lo <= hi, got {list(self.scale_range)}")
+        if not 0.0 <= self.random_drop_prob <= 1.0:
+            raise ConfigError(f"data.random_drop_prob must be 0..1, got {self.random_drop_prob:g}")
+        if self.epoch_items not in ("sequences", "frames"):
+            raise ConfigError(f"data.epoch_items must be sequences or frames, got '{self.epoch_items}'")
+        if self.crop not in ("random", "centred"):
+            raise ConfigError(f"data.crop must be random or centred, got '{self.crop}'")
 
 
 @dataclass(kw_only=True)
@@ -100,8 +123,13 @@ class OptimConfig:
 @dataclass(kw_only=True)
 class TrainConfig:
     max_steps: int = 0  # absolute global step to stop at; 0 = run the whole schedule
-    niter_step: int = 5  # clip length doubles every niter_step epochs
+    niter_step: int = 5  # clip length doubles every niter_step epochs (0: never)
     niter_fix_global: int = 0  # epochs that train only the newest (finest) scale
+    # Frames generated per optimizer step (the official n_frames_load = max_frames_per_gpu × n_gpus_gen): a clip is
+    # trained in chunks of this many frames, each one G step, one D step and one step per active temporal D.
+    frames_per_step: int = 1
+    # Official meaning: 1 = previous outputs are always fed detached; k > 1 = up to k (grown 1, 2, 4 ... with
+    # the clip length every niter_step epochs) consecutive frames of a chunk stay attached.
     max_frames_backpropagate: int = 1
     checkpoint_every: int = 1000
     keep_last: int = 3
@@ -117,7 +145,7 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
-        _check_min(self, "train", {"max_steps": 0, "niter_step": 0, "niter_fix_global": 0,
+        _check_min(self, "train", {"max_steps": 0, "niter_step": 0, "niter_fix_global": 0, "frames_per_step": 1,
                                    "max_frames_backpropagate": 0, "checkpoint_every": 1, "keep_last": 0,
                                    "log_every": 1, "sample_every": 0, "val_every": 0, "max_bad_steps": 1})
 
@@ -195,17 +223,28 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            limit = MAX_SEED if where == "seed" else MAX_INT
+            if abs(value) > limit:
+                raise ConfigError(f"{where} must be between {-limit} and {limit}, got {value}")
             return value
         raise ConfigError(f"{where} must be an integer, got {value!r}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int beyond the float range
+                number = math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -338,8 +377,16 @@ def build_config(raw: Mapping[str, Any]) -> V2VConfig:
             raise ConfigError(f"seed is set twice with different values (seed={seed!r}, train.seed={alias!r}); "
                               f"keep one")
         seed = alias
+    data_raw = dict(raw.get("data") or {})
+    if "n_frames_start" in data_raw:  # runs written before the schedule followed the official code
+        start = data_raw.pop("n_frames_start")
+        if isinstance(start, int) and start > 0:
+            data_raw["n_frames_total"] = start
+        log.warning("data.n_frames_start is no longer used: data.n_frames_total is the starting clip length, "
+                    "doubled every train.niter_step epochs (reading it as data.n_frames_total=%s)",
+                    data_raw.get("n_frames_total", DataConfig.n_frames_total))
     cfg = V2VConfig(
-        data=from_dict(DataConfig, raw.get("data") or {}, "data"),
+        data=from_dict(DataConfig, data_raw, "data"),
         model=from_dict(cfg_cls, model_raw, "model"),
         loss=from_dict(loss_cls, raw.get("loss") or {}, "loss"),
         optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
@@ -349,6 +396,11 @@ def build_config(raw: Mapping[str, Any]) -> V2VConfig:
         cfg.run_dir = _coerce(raw["run_dir"], str, "run_dir")
     if seed is not None:
         cfg.seed = _coerce(seed, int, "seed")
+    from v2vcli.registry import get_registry
+
+    check = getattr(get_registry().get_model(name), "check_config", None)
+    if callable(check):  # cross-section rules of the model (e.g. vid2vid: every temporal scale can become active)
+        check(cfg)
     return cfg
 
 

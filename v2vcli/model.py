@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TrainingError",
+    "check_finite_weights",
     "StepResult",
     "StepFlag",
     "FrameOutput",
@@ -57,6 +58,31 @@ log = logging.getLogger(__name__)
 
 class TrainingError(V2VError):
     """Training cannot go on (e.g. losses stayed non-finite for ``train.max_bad_steps`` steps)."""
+
+
+def check_finite_weights(model: VideoModel, step: int, last_saved: Any = None) -> None:
+    """Stop training (:class:`TrainingError`) once any weight of any network (or the EMA) is NaN or Inf: every
+    later step, checkpoint and synthesized frame would be garbage. One fused pass over the weights, one sync."""
+    import torch
+
+    nets = dict(model.networks())
+    if model.ema is not None:
+        nets["G_ema"] = model.ema
+    names, flags = [], []
+    for name, net in nets.items():
+        params = [p.detach() for p in net.parameters() if p.is_floating_point() or p.is_complex()]
+        if params:
+            names.append(name)
+            flags.append(torch.stack([n.float() for n in torch._foreach_norm(params)]).isfinite().all())
+    if not flags:
+        return
+    ok = torch.stack(flags).cpu()
+    broken = [n for n, good in zip(names, ok.tolist()) if not good]
+    if broken:
+        where = f"; the last checkpoint written before is {last_saved}" if last_saved else ""
+        raise TrainingError(f"training stopped at step {step}: the weights of {', '.join(broken)} are no longer "
+                            f"finite (NaN or Inf); lower optim.lr, set optim.grad_clip or use --precision fp32"
+                            f"{where}")
 
 
 class StepFlag:
@@ -133,12 +159,15 @@ def _fused_devices() -> list[str]:
 
 
 def linear_decay(niter: int, niter_decay: int) -> Any:
-    """LR factor by epoch: 1 for ``niter`` epochs, then linearly down towards 0 over ``niter_decay`` epochs."""
+    """LR factor of the 0-based ``epoch``, as the official vid2vid (train.py + ``update_learning_rate``): epochs
+    0..niter run at 1 (the official 1-based epochs 1..niter+1, the decay being applied at the *end* of an epoch
+    > niter), then epoch e runs at 1 − (e − niter)/niter_decay. With niter 10 + niter_decay 10: the 12th epoch
+    runs at 0.9, the 20th (last) at 0.1."""
 
     def factor(epoch: int) -> float:
-        if epoch < niter:
+        if epoch <= niter or niter_decay <= 0:
             return 1.0
-        return max(0.0, 1.0 - (epoch - niter + 1) / float(niter_decay + 1))
+        return max(0.0, 1.0 - (epoch - niter) / float(niter_decay))
 
     return factor
 

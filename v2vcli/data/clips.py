@@ -39,12 +39,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ClipKey",
     "ClipSchedule",
+    "MAX_CLIP_FRAMES",
     "ClipBatch",
     "ClipDataset",
     "ClipBatchSampler",
     "collate_clips",
     "make_loader",
     "BODY25_FLIP_PAIRS",
+    "DENSEPOSE_I_LUT",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,32 +55,49 @@ ClipKey = tuple[int, int, int]  # (item index, epoch, generated frames); epoch <
 
 # Nearest-neighbour for ids and part indices; area/linear for images and soft maps.
 _NEAREST = {"seg", "inst", "densepose"}
+# DensePose IUV PNGs hold the part index I (0 background, 1..24 parts) in their third (blue) channel, read as RGB:
+# it is stretched ×255/24 as the official pose_dataset does (rounded to uint8; values above 24 saturate at 255).
+DENSEPOSE_PARTS = 24
+DENSEPOSE_I_LUT: np.ndarray = np.minimum(255, np.round(np.arange(256) * 255.0 / DENSEPOSE_PARTS)).astype(np.uint8)
 # BODY_25 left/right pairs swapped by a horizontal flip.
 BODY25_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((2, 5), (3, 6), (4, 7), (9, 12), (10, 13), (11, 14), (15, 16),
                                                   (17, 18), (19, 22), (20, 23), (21, 24))
 
 
+#: The official clip-length cap: sequences are never read past 128 frames (data/base_dataset.py).
+MAX_CLIP_FRAMES = 128
+
+
 @dataclass(frozen=True)
 class ClipSchedule:
-    """Generated frames per clip by epoch: ``start`` doubling every ``niter_step`` epochs up to ``cap``."""
+    """Generated frames per clip by epoch (0-based), the official temporally progressive training.
 
-    cap: int
-    start: int = 0  # 0 = cap from the first epoch
+    ``start`` frames (``data.n_frames_total``) in epochs 0..niter_step-1, doubled after every ``niter_step``
+    epochs, never more than ``cap`` = min(128, longest training sequence) - (n_frames_G - 1). ``niter_step`` 0
+    keeps ``start`` for the whole run. For street_512 on 30-frame sequences: 6, 12, 24, then 28 frames.
+    """
+
+    start: int
     niter_step: int = 5
+    cap: int = MAX_CLIP_FRAMES
 
     @classmethod
-    def from_config(cls, data: DataConfig, niter_step: int) -> ClipSchedule:
+    def from_config(cls, data: DataConfig, niter_step: int, *, longest: int | None = None,
+                    n_past: int = 0) -> ClipSchedule:
+        """``longest``: frames of the longest training sequence (None: the 128-frame cap alone); ``n_past``: the
+        generator's past frames (n_frames_G - 1), subtracted from the cap as the official code does."""
         if data.n_frames_total < 1:
             raise ConfigError(f"data.n_frames_total must be at least 1, got {data.n_frames_total}")
-        if data.n_frames_start < 0 or data.n_frames_start > data.n_frames_total:
-            raise ConfigError(f"data.n_frames_start must be 0..n_frames_total ({data.n_frames_total}), got "
-                              f"{data.n_frames_start}")
-        return cls(data.n_frames_total, data.n_frames_start, niter_step)
+        cap = min(MAX_CLIP_FRAMES, longest if longest is not None else MAX_CLIP_FRAMES) - max(0, int(n_past))
+        return cls(int(data.n_frames_total), int(niter_step), max(1, cap))
 
     def frames(self, epoch: int) -> int:
-        if self.start <= 0 or self.start >= self.cap or self.niter_step <= 0:
-            return self.cap
-        return min(self.cap, self.start * 2 ** (max(epoch, 0) // self.niter_step))
+        grow = max(epoch, 0) // self.niter_step if self.niter_step > 0 else 0
+        return max(1, min(self.cap, self.start * 2 ** min(grow, 30)))
+
+    def max_frames(self, epochs: int) -> int:
+        """The longest clip reached within ``epochs`` epochs."""
+        return self.frames(max(0, epochs - 1))
 
 
 # -- the batch --------------------------------------------------------------------------------------------------------
@@ -184,9 +203,11 @@ class _Geometry:
 
 
 def _geometry(src: tuple[int, int], dst: tuple[int, int], rng: np.random.Generator | None,
-              scale_range: tuple[float, float], flip: bool) -> _Geometry:
+              scale_range: tuple[float, float], flip: bool, crop: str = "random") -> _Geometry:
     """Cover ``dst`` keeping the aspect ratio, zoom by a random factor, crop at a random place, maybe flip.
 
+    ``crop="centred"`` (the official pose crop, ``get_img_params`` with ``scaledCrop``): x at the centre plus
+    N(0, slack/3) clipped to ±slack, where slack = half the width the zoom added; y uniform in the top eighth.
     Without ``rng`` (evaluation): no zoom, centre crop, no flip.
     """
     w0, h0 = src
@@ -197,7 +218,13 @@ def _geometry(src: tuple[int, int], dst: tuple[int, int], rng: np.random.Generat
         lo, hi = sorted(scale_range)
         zoom = max(1.0, float(rng.uniform(lo, hi)) if hi > lo else lo)
     rw, rh = max(w, math.ceil(w0 * cover * zoom - 1e-6)), max(h, math.ceil(h0 * cover * zoom - 1e-6))
-    if rng is not None:
+    if rng is not None and crop == "centred":
+        slack = (rw - rw / zoom) / 2.0
+        off = float(np.clip(rng.normal() * slack / 3.0, -slack, slack))
+        x = int(min(max(round((rw - w) / 2.0 + off), 0), rw - w))
+        y = int(rng.integers(0, min(rh - h, rh // 8) + 1))
+        do_flip = bool(flip and rng.random() < 0.5)
+    elif rng is not None:
         x, y = int(rng.integers(0, rw - w + 1)), int(rng.integers(0, rh - h + 1))
         do_flip = bool(flip and rng.random() < 0.5)
     else:
@@ -337,9 +364,21 @@ class ClipDataset:
             self.sequences.append(seq)
             self.counts[seq] = count
         self.clips_per_sequence = max(1, int(getattr(data, "clips_per_sequence", 1)))
+        # data.epoch_items "frames": item i of an epoch belongs to the sequence whose frame range holds i (the
+        # official pose epoch: Σ frame counts, sequences drawn in proportion to their length)
+        self.epoch_items = str(getattr(data, "epoch_items", "sequences"))
+        self._item_ends = np.cumsum([self.counts[s] for s in self.sequences], dtype=np.int64)
 
     def __len__(self) -> int:
+        if self.epoch_items == "frames":
+            return int(self._item_ends[-1]) if len(self._item_ends) else 0
         return len(self.sequences) * self.clips_per_sequence
+
+    def _sequence_of(self, index: int) -> str:
+        if self.epoch_items == "frames" and len(self._item_ends):
+            i = int(np.searchsorted(self._item_ends, index % int(self._item_ends[-1]), side="right"))
+            return self.sequences[i]
+        return self.sequences[index % len(self.sequences)]
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def _read_modality(self, m: str, seq: str, index: int) -> np.ndarray:
@@ -366,7 +405,11 @@ class ClipDataset:
         if m not in MODALITY_EXT and npz.is_file():
             return read_float_maps(npz)
         path = self.ds.frame_path(m, seq, index)
-        if m in ("pose", "densepose"):
+        if m == "densepose":
+            iuv = read_image(path)
+            iuv[..., 2] = DENSEPOSE_I_LUT[iuv[..., 2]]
+            return iuv
+        if m == "pose":
             return read_image(path)
         return _read_any_png(path)
 
@@ -407,7 +450,7 @@ class ClipDataset:
     def plan(self, key: ClipKey) -> tuple[str, int, int, int, np.random.Generator | None]:
         """(sequence, first frame, stride, frames) of item ``key`` and its RNG (None for evaluation clips)."""
         index, epoch, n_frames = key
-        seq = self.sequences[index % len(self.sequences)]
+        seq = self._sequence_of(index)
         count = self.counts[seq]
         n = max(1, min(self.history + int(n_frames), count))
         if epoch < 0 or not self.augment:
@@ -434,12 +477,19 @@ class ClipDataset:
             except DatasetError as exc:
                 raise DatasetError(f"sequence '{seq}' frame {i}: {exc}") from exc
         src = (raw_frames[0].shape[1], raw_frames[0].shape[0])
-        geom = _geometry(src, self.size, rng, tuple(self.cfg.scale_range), self.cfg.flip)  # type: ignore[arg-type]
+        geom = _geometry(src, self.size, rng, tuple(self.cfg.scale_range), self.cfg.flip,  # type: ignore[arg-type]
+                         str(getattr(self.cfg, "crop", "random")))
         frames = np.stack([_apply(f, geom, nearest=False) for f in raw_frames]).transpose(0, 3, 1, 2)
+        # official random_drop_prob: each DensePose part of each frame blanked with probability p (drawn after the
+        # geometry, so p = 0 leaves every other random choice of the clip as it was)
+        drop_p = float(getattr(self.cfg, "random_drop_prob", 0.0))
+        drops = None
+        if rng is not None and drop_p > 0 and "densepose" in self.inputs:
+            drops = rng.random((n, DENSEPOSE_PARTS)) < drop_p
         inputs: dict[str, np.ndarray] = {}
         for m in self.inputs:
             maps = []
-            for i in ids:
+            for j, i in enumerate(ids):
                 try:
                     value = self._read_modality(m, seq, i)
                 except DatasetError as exc:
@@ -450,6 +500,10 @@ class ClipDataset:
                     raise DatasetError(f"sequence '{seq}' frame {i}: {m} is {value.shape[1]}x{value.shape[0]} but "
                                        f"the frame is {src[0]}x{src[1]}; re-extract {m}")
                 out = _apply(value, geom, nearest=m in _NEAREST)
+                if m == "densepose" and drops is not None and drops[j].any():
+                    gone = np.isin(out[..., 2], DENSEPOSE_I_LUT[np.flatnonzero(drops[j]) + 1])
+                    out = out.copy()
+                    out[gone] = 0
                 maps.append(out.transpose(2, 0, 1) if out.ndim == 3 else out)
             inputs[m] = np.stack(maps)
         item: dict[str, Any] = {"frames": frames, "inputs": inputs, "seq": seq, "start": start, "step": step,

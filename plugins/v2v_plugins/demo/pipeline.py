@@ -6,8 +6,10 @@ Steps (each result goes under ``OUT``):
 2. ``runs/vid2vid`` and ``runs/perframe``: both models trained by the same trainer with the same wall-clock
    budget. The budget becomes a step count: a short calibration run (deleted afterwards) times the model's steps,
    and the real run is configured so that its whole LR schedule (constant, then linear decay) fits the budget.
-3. ``synth/<model>/<seq>/``: every val sequence synthesized by ``v2v synthesize`` from its label maps alone (empty
-   history, EMA generator), PNG frames.
+3. ``synth/<model>/<seq>/``: every val sequence synthesized by ``v2v synthesize`` from its label maps alone (EMA
+   generator, PNG frames). vid2vid was trained with real history frames, so, as in the official vid2vid test, its
+   first L = n_frames_G - 1 frames come from the single-image generator: the perframe run
+   (``--first-frame-model runs/perframe``); it makes every frame after those.
 4. Evaluation against the ground-truth val frames: PSNR, SSIM, flow-warping error (``v2v eval`` metrics) and
    seg_consistency judged by a small segmenter trained on the world's real train frames (:mod:`.segmenter`).
 5. ``report.html`` (+ ``report.json``): side-by-side videos (labels | perframe | vid2vid | ground truth), loss
@@ -80,6 +82,7 @@ class DemoResult:
     target_met: bool
     seconds: float
     artefacts: list[str] = field(default_factory=list)
+    synthesis: dict[str, dict[str, Any]] = field(default_factory=dict)  # model → where its first frames came from
 
 
 def _cfg(model: str, opts: DemoOptions, world: Path, run_dir: Path, sets: list[str]) -> Any:
@@ -151,12 +154,17 @@ def _train(model: str, opts: DemoOptions, world: Path, runs: Path) -> dict[str, 
             "config": str(_configs_dir() / MODELS[model])}
 
 
-def _synthesize(checkpoint: str, world: Path, out: Path, device: str) -> None:
-    """Every val sequence from its labels alone, through `v2v synthesize` (empty history, EMA G, PNG frames)."""
+def _synthesize(checkpoint: str, world: Path, out: Path, device: str,
+                first_frame_model: str | None = None) -> dict[str, Any]:
+    """Every val sequence from its labels alone, through `v2v synthesize` (EMA G, PNG frames); the first frames of
+    a model with real history frames come from ``first_frame_model`` (the perframe run)."""
     from v2v_plugins.synthesize.engine import SynthesisOptions, synthesize
 
-    synthesize(SynthesisOptions(checkpoint=checkpoint, labels=world, output=f"{out}/", split="val", format="png",
-                                device=device, progress=False))
+    report = synthesize(SynthesisOptions(checkpoint=checkpoint, labels=world, output=f"{out}/", split="val",
+                                         format="png", device=device, progress=False,
+                                         first_frame_model=first_frame_model))
+    return {"first_frames": report.first_frames, "first_frame_count": report.first_frame_count,
+            "first_frame_model": report.first_frame_model}
 
 
 def _resolve_device(name: str) -> str:
@@ -206,8 +214,10 @@ def run_demo(opts: DemoOptions) -> DemoResult:
     log.info("3/5 synthesizing %d val sequence(s) with both models", len(val_seqs))
     synth = out / "synth"
     shutil.rmtree(synth, ignore_errors=True)
-    for model in MODELS:
-        _synthesize(training[model]["checkpoint"], world, synth / model, device)
+    synthesis: dict[str, dict[str, Any]] = {}
+    for model in MODELS:  # perframe first: it is also vid2vid's first-frame model
+        ff = training["perframe"]["checkpoint"] if model != "perframe" else None
+        synthesis[model] = _synthesize(training[model]["checkpoint"], world, synth / model, device, ff)
 
     log.info("4/5 evaluating")
     label_set = ds.label_set("seg")
@@ -256,7 +266,8 @@ def run_demo(opts: DemoOptions) -> DemoResult:
                f"<= 0.8x at PSNR >= ablation - 0.5 dB) is {'met' if target_met else 'NOT met'}.")
     log.info("5/5 report: %s", verdict)
     seconds = time.perf_counter() - t0
-    result = DemoResult(out, out / "report.html", metrics, training, verdict, target_met, round(seconds, 1))
+    result = DemoResult(out, out / "report.html", metrics, training, verdict, target_met, round(seconds, 1),
+                        synthesis=synthesis)
     write_report(result, opts, world, val_seqs, synth, per_frame, seg_info, label_set)
     result.artefacts = sorted(str(p_.relative_to(out)) for p_ in out.rglob("*")
                               if p_.is_file() and p_.parent.name in ("videos", "plots") or p_.name.startswith("report"))
@@ -267,6 +278,7 @@ def run_demo(opts: DemoOptions) -> DemoResult:
 def _jsonable(result: DemoResult, opts: DemoOptions, seg_info: dict[str, Any]) -> dict[str, Any]:
     o = asdict(opts)
     o["out"] = str(o["out"])
-    return {"options": o, "metrics": result.metrics, "training": result.training, "segmenter": seg_info,
+    return {"options": o, "metrics": result.metrics, "training": result.training, "synthesis": result.synthesis,
+            "segmenter": seg_info,
             "verdict": result.verdict, "target_met": result.target_met, "seconds": result.seconds,
             "artefacts": result.artefacts}

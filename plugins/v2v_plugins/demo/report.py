@@ -66,14 +66,26 @@ def commands(result: DemoResult, opts: DemoOptions, val_seqs: list[str]) -> list
         cmds.append((f"train {model}", f"v2v train --config examples/configs/{Path(info['config']).name} --data "
                                        f"{out}/world --run-dir {out}/runs/{model} --device {opts.device} {sets}"))
     for model in result.training:
+        first = f" --first-frame-model {out}/runs/perframe" if model != "perframe" else ""
         cmds.append((f"synthesize {model}", f"v2v synthesize --checkpoint {out}/runs/{model} --labels {out}/world "
-                                            f"--split val --format png -o {out}/synth/{model}"))
+                                            f"--split val --format png -o {out}/synth/{model}{first}"))
     seq = val_seqs[0]
     for metric in ("psnr", "ssim", "warp_error"):
         name = metric.replace("_", "-")
         cmds.append((f"eval {metric} ({seq})", f"v2v eval {name} --real {out}/world/frames/{seq} --fake "
                                                f"{out}/synth/vid2vid/{seq}"))
     return cmds
+
+
+def _first_frames_note(result: DemoResult) -> str:
+    """How vid2vid's first frames were made (it was trained with real history frames), as the official test does."""
+    info = result.synthesis.get("vid2vid") or {}
+    n = int(info.get("first_frame_count") or 0)
+    if info.get("first_frames") != "model" or n < 1:
+        return ""
+    frames = "frame 0" if n == 1 else f"frames 0-{n - 1}"
+    return (f" (vid2vid was trained with {n} real history frame{'s' if n > 1 else ''}, so, as in the official "
+            f"vid2vid test, its {frames} come from the single-image generator, the perframe run)")
 
 
 def _losses(run_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
@@ -169,7 +181,8 @@ background:{'#e6f4ea' if result.target_met else '#fdecea'}}}</style></head><body
 <h1>v2v demo: vid2vid vs the per-frame ablation on the synthetic world</h1>
 <p>{opts.sequences} world sequences of {opts.frames} frames at {w}x{h} ({len(val_seqs)} held out for validation);
 both models trained by the same trainer for {opts.minutes:g} minutes each on {html.escape(opts.device)}, then asked
-to render the held-out sequences from their label maps alone. Total time {result.seconds:.0f} s.</p>
+to render the held-out sequences from their label maps alone{_first_frames_note(result)}. Total time
+{result.seconds:.0f} s.</p>
 <p class="verdict">{html.escape(result.verdict)}</p>
 <h2>Videos</h2>{vids}
 <h2>Numbers</h2>

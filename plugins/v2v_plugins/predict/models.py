@@ -12,7 +12,7 @@ Both are sequential generators over the future (paper §5): from the K previous 
 
 One ``train_step`` takes clips of K real frames followed by ``data.n_frames_total`` frames predicted
 autoregressively, each fed back as history (its predicted flow as that state's flow), exactly as at prediction
-time; gradients reach back through at most ``train.max_frames_backpropagate`` predictions.
+time; gradients reach back through at most ``train.max_frames_backpropagate`` - 1 predictions (1: detached).
 
 :class:`Rollout` is the inference API (observe real states, then predict), also behind ``frame_generator()``.
 torch is imported inside functions: the plugin module stays light.
@@ -298,7 +298,7 @@ class _PredictorBase(VideoModel):
         states, targets = self.states_of(b)  # (B, T, C, H, W)
         flow_ref = b.flow
         lc = self.cfg.loss
-        nb = int(self.cfg.train.max_frames_backpropagate)
+        nb = int(self.cfg.train.max_frames_backpropagate) - 1  # official meaning: 1 = always detached
         G = self.nets["G"]
         D = self.nets.get("D")
         if D is not None:

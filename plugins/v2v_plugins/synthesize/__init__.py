@@ -2,10 +2,12 @@
 
 ``v2v synthesize --checkpoint RUN_OR_CKPT --labels SEQ_DIR|DATASET|VIDEO [-o OUT]`` streams each sequence through
 the model's frame generator (sliding history, constant memory) and writes one H.264 mp4 (or PNG folder) per
-sequence, atomically. The library lives in :mod:`.engine` (generation, batching), :mod:`.sources` (what
-``--labels`` means, raw-video extraction, ``--remap``) and :mod:`.outputs` (paths and atomic writers); they are
-imported lazily because plugin modules load for every ``v2v`` command and must not import torch or numpy.
-docs/synthesize.md is the user's guide.
+sequence, atomically. A model trained with real history frames needs a source for its first L frames:
+``--first-frame-model RUN`` (a trained perframe run), ``--first-frames real`` or ``--first-frames empty``. The
+library lives in :mod:`.engine` (generation, batching, first frames), :mod:`.sources` (what ``--labels`` means,
+raw-video extraction, ``--remap``) and :mod:`.outputs` (paths and atomic writers); they are imported lazily
+because plugin modules load for every ``v2v`` command and must not import torch or numpy. docs/synthesize.md is
+the user's guide.
 """
 
 from __future__ import annotations
@@ -46,8 +48,17 @@ def v2v_register_commands(app: typer.Typer) -> None:
         out: str = typer.Option(None, "--out", "-o", help="Output: a file (or PNG folder) for one sequence, a "
                                                          "folder for several (default: synthesized/)."),
         split: str = typer.Option(None, "--split", help="Split of a dataset --labels (default: val)."),
-        first_frame: Path = typer.Option(None, "--first-frame", help="Image used as frame 0 (default: generated "
-                                                                     "from an empty history)."),
+        first_frames: str = typer.Option("auto", "--first-frames", help="Where frames 0..L-1 come from: model (a "
+                                                                        "--first-frame-model run makes them), real "
+                                                                        "(the input's real frames), empty (an empty "
+                                                                        "history) or auto (empty for models trained "
+                                                                        "from one; else an error)."),
+        first_frame_model: str = typer.Option(None, "--first-frame-model", help="A trained perframe run (single-"
+                                                                               "image generator) that makes the "
+                                                                               "first frames; implies --first-frames "
+                                                                               "model."),
+        first_frame: Path = typer.Option(None, "--first-frame", help="An image used as frame 0 (instead of "
+                                                                     "--first-frames)."),
         no_ema: bool = typer.Option(False, "--no-ema", help="Use the trained G instead of its EMA."),
         fmt: str = typer.Option("mp4", "--format", help="mp4 (H.264) or png (a folder of frames)."),
         preview: bool = typer.Option(False, "--preview", help="Also write <out>_preview: inputs | output side by "
@@ -65,6 +76,8 @@ def v2v_register_commands(app: typer.Typer) -> None:
         quality: int = typer.Option(8, "--quality", help="mp4 quality 1..10 (10 best)."),
         set_: list[str] = typer.Option([], "--set", help="Override the checkpoint's config: section.key=value."),
         json_out: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing -o folder (--format png) "
+                                                                 "even if v2v did not write it."),
     ) -> None:
         """Synthesize videos from conditioning sequences with a trained model (streaming, any length)."""
         from v2vcli.cli.util import print_json
@@ -79,13 +92,15 @@ def v2v_register_commands(app: typer.Typer) -> None:
             raise ConfigError(f"--size '{size}' needs both sides (e.g. 512x256)")
         report = synthesize(SynthesisOptions(
             checkpoint=checkpoint, labels=labels, output=out, split=split, first_frame=first_frame,
+            first_frames=first_frames, first_frame_model=first_frame_model,
             use_ema=not no_ema, format=fmt, preview=preview, remap=list(remap), seed=seed,  # type: ignore[arg-type]
             precision=precision, compile=compile_, device=device, batch_sequences=batch_sequences, size=wh,
-            quality=quality, cfg_overrides=list(set_)))
+            quality=quality, cfg_overrides=list(set_), overwrite=overwrite))
         if json_out:
             print_json(report.to_dict())
             return
         for s in report.sequences:
             typer.echo(f"{s.output}: {s.frames} frames at {s.fps:g} fps" + (" with audio" if s.audio else ""))
         typer.echo(f"synthesized {report.frames} frames in {report.seconds:.1f} s on {report.device} "
-                   f"({'EMA' if report.ema else 'G'}, step {report.step})", err=True)
+                   f"({'EMA' if report.ema else 'G'}, step {report.step}; first frames: {report.first_frames})",
+                   err=True)

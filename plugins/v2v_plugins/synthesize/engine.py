@@ -5,8 +5,16 @@ previous label maps and generated frames per spatial scale), so memory does not 
 there is no frame cap: each output frame is written as soon as it is made, and the input reader holds one frame.
 Every input frame gives one output frame, at the source's fps.
 
-* The first frame comes from an empty history (the generator's raw hallucination) unless a first frame image is
-  given, which then *is* frame 0 (resized and centre-cropped like the inputs) and the history the rest grows from.
+* First frames (:class:`FirstFrames`), as the official vid2vid test makes them. A vid2vid model trained with real
+  history frames (``model.history: real``) saw every generated frame follow L = n_frames_G - 1 real frames, so
+  frames 0..L-1 of a video come from a source: ``model`` (a single-image generator, a trained ``perframe`` run,
+  makes them from their own conditioning), ``real`` (the input sequence's real frames) or ``empty`` (hallucinated
+  from an empty history, which such a model never saw in training: a warning). They are output frames 0..L-1 and
+  are pushed into the generator's history (``step(inputs, real=frame)``); the model generates from frame L on.
+  ``auto`` (the default) is ``empty`` for a model trained from an empty history (pose) and for models without a
+  history mode (perframe, predictors), and an error naming the three sources for a real-history model. A first
+  frame image (``first_frame``) is a fourth source: it *is* frame 0 (resized and centre-cropped like the inputs).
+  ``real`` and ``model`` give L frames (1 for a model trained from an empty history).
 * The EMA generator is used when the checkpoint has one (``use_ema=False``: the trained G).
 * ``batch_sequences`` K > 1 generates K sequences in lock step as one batch (useful on a GPU); a shorter sequence
   repeats its last input until the longest one ends, and its extra outputs are dropped (generation is causal, so
@@ -15,7 +23,8 @@ Every input frame gives one output frame, at the source's fps.
 Library use::
 
     from v2v_plugins.synthesize import SynthesisOptions, synthesize
-    report = synthesize(SynthesisOptions(checkpoint="runs/tiny", labels="world", output="out/"))
+    report = synthesize(SynthesisOptions(checkpoint="runs/tiny", labels="world", output="out/",
+                                         first_frame_model="runs/tiny_perframe"))
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from v2vcli.errors import ConfigError, DatasetError
 
-from .outputs import FORMATS, Format, FrameSink, open_sink, output_paths, preview_path
+from .outputs import FORMATS, Format, FrameSink, check_finite, open_sink, output_paths, preview_path
 from .sources import LabelSequence, SequenceReader, check_label_sets, parse_remap, resolve_labels
 
 if TYPE_CHECKING:
@@ -42,12 +51,14 @@ if TYPE_CHECKING:
     from v2vcli.checkpoint import CheckpointMeta
     from v2vcli.model import FrameGenerator, VideoModel
 
-__all__ = ["SynthesisOptions", "SequenceResult", "SynthesisReport", "Synthesizer", "load_synthesizer", "synthesize",
-           "to_uint8"]
+__all__ = ["SynthesisOptions", "SequenceResult", "SynthesisReport", "Synthesizer", "FirstFrames", "FIRST_FRAMES",
+           "load_synthesizer", "synthesize", "to_uint8"]
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: values of ``--first-frames``
+FIRST_FRAMES = ("auto", "model", "real", "empty")
 
 
 @dataclass
@@ -58,7 +69,9 @@ class SynthesisOptions:
     labels: str | Path
     output: str | Path | None = None
     split: str | None = None
-    first_frame: str | Path | None = None
+    first_frame: str | Path | None = None  # an image as frame 0
+    first_frames: str = "auto"  # auto, model, real or empty (see the module docstring)
+    first_frame_model: str | Path | None = None  # a trained perframe run making the first frames (implies model)
     use_ema: bool = True
     format: Format = "mp4"
     preview: bool = False
@@ -72,6 +85,7 @@ class SynthesisOptions:
     quality: int = 8  # mp4 quality 1..10
     cfg_overrides: Sequence[str] = ()  # section.key=value applied to the checkpoint's config
     progress: bool | None = None  # None: a progress bar only on a terminal
+    overwrite: bool = False  # replace an existing PNG folder that v2v did not write
 
 
 @dataclass
@@ -94,6 +108,9 @@ class SynthesisReport:
     ema: bool
     sequences: list[SequenceResult] = field(default_factory=list)
     seconds: float = 0.0
+    first_frames: str = "empty"  # the source of the first frames: empty, real, model or image
+    first_frame_count: int = 0  # frames taken from it
+    first_frame_model: str | None = None  # mode model: the single-image generator's weights file
 
     @property
     def frames(self) -> int:
@@ -101,7 +118,9 @@ class SynthesisReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "step": self.step, "device": self.device, "size": list(self.size),
-                "ema": self.ema, "frames": self.frames, "seconds": round(self.seconds, 3),
+                "ema": self.ema, "first_frames": {"source": self.first_frames, "frames": self.first_frame_count,
+                                                  "model": self.first_frame_model},
+                "frames": self.frames, "seconds": round(self.seconds, 3),
                 "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds > 0 else None,
                 "sequences": [{"name": s.name, "output": str(s.output), "frames": s.frames, "fps": s.fps,
                                "seconds": round(s.seconds, 3), "preview": str(s.preview) if s.preview else None,
@@ -112,6 +131,31 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [-1, 1] → (B, H, W, 3) RGB uint8 on the CPU."""
     x = frames.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round()
     return x.to("cpu").byte().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+@dataclass
+class FirstFrames:
+    """Where each sequence's first ``count`` frames come from (:meth:`Synthesizer.first_frames` makes one).
+
+    ``mode``: ``empty`` (none: the generator starts from an empty history), ``real`` (the input sequence's real
+    frames), ``model`` (generated by ``model``, a single-image generator) or ``image`` (``image`` is frame 0).
+    """
+
+    mode: str
+    count: int = 0
+    image: torch.Tensor | None = None  # mode image: (1, 3, H, W) in [-1, 1]
+    model: Synthesizer | None = None  # mode model
+
+    def describe(self) -> str:
+        if self.mode == "empty":
+            return "generated from an empty history"
+        what = {"real": "the input's real frames", "image": "the --first-frame image",
+                "model": f"generated by {self.model.checkpoint if self.model else '?'}"}[self.mode]
+        return f"{'frame 0' if self.count == 1 else f'frames 0..{self.count - 1}'}: {what}"
+
+
+def _classes(label_set: Any) -> list[tuple[int, str]]:
+    return [] if label_set is None else [(c.id, c.name) for c in label_set.classes]
 
 
 class Synthesizer:
@@ -130,6 +174,8 @@ class Synthesizer:
         want = size or (int(model.cfg.data.size[0]), int(model.cfg.data.size[1]))
         check = getattr(type(model), "check_size", None)
         self.size: tuple[int, int] = tuple(check(model.cfg, want)) if callable(check) else want  # type: ignore[assignment]
+        self.use_ema = bool(use_ema)
+        self.precision = str(getattr(model.cfg.train, "precision", "fp32") or "fp32")
         self.ema = bool(use_ema and model.ema is not None)
         if use_ema and model.ema is None:
             log.warning("the checkpoint has no EMA generator (optim.ema_beta was 0): using the trained G")
@@ -164,6 +210,89 @@ class Synthesizer:
         img = clips._apply(img, geom, nearest=False)
         return torch.from_numpy(img).permute(2, 0, 1)[None].float().div(127.5).sub(1.0).to(self.device)
 
+    # -- first frames ----------------------------------------------------------------------------------------------
+    @property
+    def history_mode(self) -> str | None:
+        """``model.history`` of a vid2vid-like model ("real" or "empty"); None for models without one."""
+        mode = getattr(self.model.cfg.model, "history", None)
+        return str(mode) if mode is not None else None
+
+    @property
+    def history_frames(self) -> int:
+        """L: the real frames a training clip of the model started from (0: an empty history)."""
+        return int(self.model.history_frames)
+
+    def first_frames(self, mode: str = "auto", *, model: str | Path | Synthesizer | None = None,
+                     image: str | Path | None = None) -> FirstFrames:
+        """Resolve ``--first-frames MODE`` / ``--first-frame-model RUN`` / ``--first-frame IMAGE`` for this model
+        (see the module docstring); a mistake is a one-line :class:`ConfigError`. ``model`` is a run folder,
+        checkpoint or weights file (loaded on this device, precision and EMA choice) or a loaded Synthesizer."""
+        check_first_frame_options(mode, model, image)
+        L = self.history_frames
+        if image is not None:
+            if L > 1:
+                log.info("--first-frame: the image is frame 0; the model's history holds %d frames, so frames 1..%d "
+                         "are generated from a shorter history than in training", L, L - 1)
+            return FirstFrames("image", 1, image=self.first_frame(image))
+        if model is not None:
+            mode = "model"
+        if mode == "auto":
+            if self.history_mode == "real" and L > 0:
+                raise ConfigError(
+                    f"this model was trained with {L} real history frame{'s' if L > 1 else ''} before each generated "
+                    f"one (model.history: real), so its first frames need a source: --first-frame-model RUN (a "
+                    f"trained perframe run generates them), --first-frames real (the input's real frames) or "
+                    f"--first-frames empty (hallucinated from an empty history, unlike training)")
+            return FirstFrames("empty")
+        if mode == "empty":
+            if self.history_mode == "real" and L > 0:
+                log.warning("--first-frames empty: this model was trained with %d real history frame(s) (model.history:"
+                            " real); its first frames start from an empty history it never saw in training", L)
+            return FirstFrames("empty")
+        count = max(L, 1)
+        if mode == "real":
+            return FirstFrames("real", count)
+        assert model is not None  # noqa: S101 - check_first_frame_options: mode model needs a model
+        ff = model if isinstance(model, Synthesizer) else self._load_first_frame_model(model)
+        self._check_first_frame_model(ff, str(model if not isinstance(model, Synthesizer) else model.checkpoint))
+        return FirstFrames("model", count, model=ff)
+
+    def _load_first_frame_model(self, run: str | Path) -> Synthesizer:
+        from v2vcli.errors import V2VError
+
+        try:
+            return load_synthesizer(run, device=str(self.device), precision=self.precision, use_ema=self.use_ema,
+                                    size=self.size)
+        except V2VError as exc:
+            raise type(exc)(f"--first-frame-model: {exc}") from exc
+
+    def _check_first_frame_model(self, ff: Synthesizer, name: str) -> None:
+        """The single-image generator must start from nothing and read the same conditioning as this model."""
+        what = f"--first-frame-model '{name}'"
+        if ff.history_frames > 0:
+            raise ConfigError(f"{what} is a '{ff.meta.model}' run that itself starts from {ff.history_frames} real "
+                              f"frame(s); pass a run of the single-image model (`v2v train --config "
+                              f"examples/configs/tiny_perframe.yaml`, model.name=perframe)")
+        if set(ff.inputs) != set(self.inputs):
+            raise ConfigError(f"{what} is conditioned on {', '.join(ff.inputs)} but the model on "
+                              f"{', '.join(self.inputs)}; train the perframe run on the model's data.inputs")
+        if "seg" in self.inputs and _classes(ff.label_set) != _classes(self.label_set):
+            theirs, ours = _classes(ff.label_set), _classes(self.label_set)
+            diff = sorted(set(ours) ^ set(theirs))[:3]
+            raise ConfigError(f"{what} was trained on label set '{getattr(ff.label_set, 'name', '?')}' "
+                              f"({len(theirs)} classes) but the model on '{getattr(self.label_set, 'name', '?')}' "
+                              f"({len(ours)} classes; they differ at {', '.join(f'{i}:{n}' for i, n in diff)}); "
+                              f"train it on the model's data")
+        mine = (int(self.model.cfg.data.size[0]), int(self.model.cfg.data.size[1]))
+        theirs_size = (int(ff.model.cfg.data.size[0]), int(ff.model.cfg.data.size[1]))
+        if mine != theirs_size:
+            raise ConfigError(f"{what} was trained at {theirs_size[0]}x{theirs_size[1]} but the model at "
+                              f"{mine[0]}x{mine[1]}; train it at the model's data.size")
+        n_down = getattr(ff.model.cfg.model, "n_downsample", None)
+        if isinstance(n_down, int) and (self.size[0] % 2 ** n_down or self.size[1] % 2 ** n_down):
+            raise ConfigError(f"{what} cannot generate {self.size[0]}x{self.size[1]} frames: its sides must be "
+                              f"multiples of {2 ** n_down} (model.n_downsample={n_down}); pick another --size")
+
     def batch(self, frames: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         """Per-sequence frames → one batch of raw modalities on the model's device."""
         import numpy as np
@@ -174,17 +303,29 @@ class Synthesizer:
 
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, readers: Sequence[Iterable[dict[str, np.ndarray]]], lengths: Sequence[int], *,
-                 first_frame: torch.Tensor | None = None,
+                 first_frame: torch.Tensor | None = None, first: FirstFrames | None = None,
+                 reals: Sequence[Sequence[np.ndarray]] | None = None,
                  with_inputs: bool = False) -> Iterator[list[tuple[np.ndarray, np.ndarray | None] | None]]:
         """Generate K sequences in lock step; yields per time step, per sequence, (frame uint8 (H, W, 3), preview
-        picture of its inputs or None) or None once that sequence has ended."""
+        picture of its inputs or None) or None once that sequence has ended.
+
+        ``first`` says where frames 0..first.count-1 come from (default: an empty history; ``first_frame``, a
+        (1, 3, H, W) tensor in [-1, 1], is short for an image source); a ``real`` source needs ``reals``: per
+        sequence its real frames 0.. as (H, W, 3) uint8 (:meth:`SequenceReader.real_frames`)."""
+        import numpy as np
         import torch
 
         from v2vcli.model import colorize_inputs
 
+        if first is None:
+            first = FirstFrames("image", 1, image=first_frame) if first_frame is not None else FirstFrames("empty")
+        if first.mode == "real" and (reals is None or len(reals) != len(readers) or not all(len(r) for r in reals)):
+            raise ValueError("a real first-frame source needs the real frames of every sequence (reals)")
         iters = [iter(r) for r in readers]
         last: list[dict[str, np.ndarray] | None] = [None] * len(iters)
         self.generator.reset()
+        if first.model is not None:
+            first.model.generator.reset()
         for t in range(max(lengths)):
             for k, it in enumerate(iters):
                 if t < lengths[k]:
@@ -195,9 +336,16 @@ class Synthesizer:
                                            f"are incomplete (run `v2v dataset check`)") from None
             inputs = self.batch([f for f in last if f is not None])
             real = None
-            if t == 0 and first_frame is not None:
-                real = first_frame.expand(len(iters), -1, -1, -1)
+            if t < first.count:
+                if first.mode == "image" and first.image is not None:
+                    real = first.image.expand(len(iters), -1, -1, -1)
+                elif first.mode == "real" and reals is not None:
+                    pick = np.stack([r[min(t, len(r) - 1)] for r in reals])  # a shorter sequence repeats its last
+                    real = torch.from_numpy(pick).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+                elif first.mode == "model" and first.model is not None:
+                    real = first.model.generator.step(inputs).frame
             out = self.generator.step(inputs, real=real)
+            check_finite(out.frame, f"frame {t}")
             images = to_uint8(out.frame)
             pictures = None
             if with_inputs:
@@ -208,12 +356,26 @@ class Synthesizer:
 
     def run(self, sequences: Sequence[LabelSequence], outputs: dict[str, Path], *, fmt: Format = "mp4",
             preview: bool = False, first_frame: str | Path | None = None, remap: np.ndarray | None = None,
-            batch_sequences: int = 1, quality: int = 8, progress: bool | None = None) -> list[SequenceResult]:
-        """Synthesize ``sequences`` into ``outputs`` (name → path); each output appears only when complete."""
+            batch_sequences: int = 1, quality: int = 8, progress: bool | None = None,
+            overwrite: bool = False, first_frames: FirstFrames | str = "auto",
+            first_frame_model: str | Path | Synthesizer | None = None) -> list[SequenceResult]:
+        """Synthesize ``sequences`` into ``outputs`` (name → path); each output appears only when complete.
+
+        The first frames come from ``first_frames`` (a :class:`FirstFrames`, or a ``--first-frames`` mode resolved
+        with ``first_frame_model`` and the image ``first_frame`` by :meth:`first_frames`)."""
         from v2vcli.io.preview import tile
 
-        first = self.first_frame(first_frame) if first_frame is not None else None
+        first = first_frames if isinstance(first_frames, FirstFrames) else \
+            self.first_frames(first_frames, model=first_frame_model, image=first_frame)
         readers = {s.name: self.reader(s, remap) for s in sequences}
+        if first.mode == "real":  # every sequence's real frames must be there before any output is written
+            for s in sequences:
+                missing = readers[s.name].missing_real_frame(first.count)
+                if missing is not None:
+                    raise DatasetError(f"--first-frames real: the input has no real frames to start from (sequence "
+                                       f"'{s.name}' has no {missing}); give --first-frame-model RUN (a trained "
+                                       f"perframe run) or --first-frames empty")
+        log.info("first frames: %s", first.describe())
         order = sorted(sequences, key=lambda s: -readers[s.name].count)  # similar lengths share a batch
         k = max(1, int(batch_sequences))
         groups = [order[i:i + k] for i in range(0, len(order), k)]
@@ -227,11 +389,14 @@ class Synthesizer:
                 previews: list[FrameSink | None] = []
                 try:
                     for s in group:
-                        sinks.append(open_sink(outputs[s.name], fmt, s.fps, s.audio, quality))
-                        previews.append(open_sink(preview_path(outputs[s.name], fmt), fmt, s.fps, s.audio, quality)
+                        sinks.append(open_sink(outputs[s.name], fmt, s.fps, s.audio, quality, overwrite))
+                        previews.append(open_sink(preview_path(outputs[s.name], fmt), fmt, s.fps, s.audio, quality,
+                                                  overwrite)
                                         if preview else None)
                     lengths = [readers[s.name].count for s in group]
-                    for step in self.generate([readers[s.name] for s in group], lengths, first_frame=first,
+                    reals = [readers[s.name].real_frames(first.count) for s in group] if first.mode == "real" \
+                        else None
+                    for step in self.generate([readers[s.name] for s in group], lengths, first=first, reals=reals,
                                               with_inputs=preview):
                         done = 0
                         for sink, pv, item in zip(sinks, previews, step):
@@ -314,6 +479,7 @@ def synthesize(options: SynthesisOptions) -> SynthesisReport:
         raise ConfigError(f"--batch-sequences must be at least 1, got {options.batch_sequences}")
     if not 1 <= options.quality <= 10:
         raise ConfigError(f"--quality must be 1..10, got {options.quality}")
+    check_first_frame_options(options.first_frames, options.first_frame_model, options.first_frame)
     random.seed(options.seed)
     np.random.seed(options.seed % 2**32)
     torch.manual_seed(options.seed)
@@ -321,13 +487,39 @@ def synthesize(options: SynthesisOptions) -> SynthesisReport:
                              compile=options.compile, use_ema=options.use_ema, size=options.size,
                              cfg_overrides=options.cfg_overrides)
     remap = parse_remap(list(options.remap), synth.label_set if "seg" in synth.inputs else None)
-    source = resolve_labels(options.labels, split=options.split, meta=synth.meta, inputs=synth.inputs)
+    first: list[FirstFrames] = []
+
+    def resolve_first() -> None:  # after --labels' own errors; before a raw video's extraction
+        if not first:
+            first.append(synth.first_frames(options.first_frames, model=options.first_frame_model,
+                                            image=options.first_frame))
+
+    source = resolve_labels(options.labels, split=options.split, meta=synth.meta, inputs=synth.inputs,
+                            before_extract=resolve_first)
     try:
-        outputs = output_paths([s.name for s in source.sequences], options.output, options.format)
+        resolve_first()
+        outputs = output_paths([s.name for s in source.sequences], options.output, options.format, options.overwrite)
         results = synth.run(source.sequences, outputs, fmt=options.format, preview=options.preview,
-                            first_frame=options.first_frame, remap=remap, batch_sequences=options.batch_sequences,
-                            quality=options.quality, progress=options.progress)
+                            first_frames=first[0], remap=remap, batch_sequences=options.batch_sequences,
+                            quality=options.quality, progress=options.progress, overwrite=options.overwrite)
     finally:
         source.cleanup()
+    ff = first[0]
     return SynthesisReport(synth.checkpoint, int(synth.meta.step), str(synth.device), synth.size, synth.ema, results,
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, ff.mode, ff.count, ff.model.checkpoint if ff.model else None)
+
+
+def check_first_frame_options(mode: str, model: str | Path | Synthesizer | None,
+                              image: str | Path | None) -> None:
+    """``--first-frames``, ``--first-frame-model`` and ``--first-frame`` together name at most one source."""
+    if mode not in FIRST_FRAMES:
+        raise ConfigError(f"--first-frames must be one of {', '.join(FIRST_FRAMES)}, got '{mode}'")
+    if image is not None and model is not None:
+        raise ConfigError("--first-frame IMAGE and --first-frame-model RUN are two sources of the first frames; "
+                          "give one")
+    if image is not None and mode != "auto":
+        raise ConfigError(f"--first-frame IMAGE is itself the source of frame 0; leave out --first-frames {mode}")
+    if model is not None and mode not in ("auto", "model"):
+        raise ConfigError(f"--first-frame-model RUN generates the first frames; it contradicts --first-frames {mode}")
+    if mode == "model" and model is None:
+        raise ConfigError("--first-frames model needs --first-frame-model RUN (a trained perframe run)")

@@ -21,7 +21,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,11 +111,14 @@ def _dataset_of_sequence_folder(folder: Path) -> Path | None:
 
 
 def resolve_labels(labels: str | Path, *, split: str | None = None, meta: CheckpointMeta | None = None,
-                   inputs: Sequence[str] = (), workdir: str | Path | None = None) -> LabelSource:
+                   inputs: Sequence[str] = (), workdir: str | Path | None = None,
+                   before_extract: Callable[[], None] | None = None) -> LabelSource:
     """Turn ``--labels`` into sequences (see the module docstring).
 
     ``meta`` (the checkpoint's metadata) and ``inputs`` (the model's modalities) are needed for a raw video, which
     is extracted into a temporary dataset under ``workdir`` (the system's temp folder by default).
+    ``before_extract`` is called once a raw video has been probed and its extractors found, before it is
+    extracted (synthesize checks its other options there, so a mistake costs no extraction).
     """
     from v2vcli.data.layout import Dataset
     from v2vcli.io.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
@@ -153,7 +156,7 @@ def resolve_labels(labels: str | Path, *, split: str | None = None, meta: Checkp
         audio = path if probe_video(path).has_audio else None
     tmp = Path(tempfile.mkdtemp(prefix="v2v-synth-", dir=workdir))
     try:
-        root = extract_video(path, meta, inputs, tmp / "dataset")
+        root = extract_video(path, meta, inputs, tmp / "dataset", before_extract=before_extract)
         seq = Dataset(root).sequences()[0]
         return LabelSource([_sequence(root, seq, "train", audio)], "video", tmp)
     except BaseException:
@@ -171,11 +174,13 @@ def _provenance_kind(provenance: Mapping[str, Any], modality: str) -> str | None
     return None
 
 
-def extract_video(video: str | Path, meta: CheckpointMeta, inputs: Sequence[str], root: str | Path) -> Path:
+def extract_video(video: str | Path, meta: CheckpointMeta, inputs: Sequence[str], root: str | Path, *,
+                  before_extract: Callable[[], None] | None = None) -> Path:
     """Run ``video`` through the extractors that made the checkpoint's training data; returns the dataset root.
 
     Every modality in ``inputs`` must come from an extractor recorded in ``meta.provenance`` and installed now; a
     version different from the recorded one is a warning (the maps may differ from what the model saw).
+    ``before_extract`` is called once every extractor is found, before the first one runs.
     """
     from v2vcli.extract import run_extraction
     from v2vcli.registry import get_registry
@@ -198,6 +203,7 @@ def extract_video(video: str | Path, meta: CheckpointMeta, inputs: Sequence[str]
     sizes = {json.dumps(o.get("resize")) for o in recorded_opts}
     if len(sizes) == 1 and recorded_opts[0].get("resize"):
         resize = tuple(int(v) for v in recorded_opts[0]["resize"])
+    jobs = []
     for kind in kinds:
         entry = prov[kind]
         backend = str(entry.get("backend") or "")
@@ -211,6 +217,10 @@ def extract_video(video: str | Path, meta: CheckpointMeta, inputs: Sequence[str]
             log.warning("the checkpoint's '%s' came from %s version %s; the installed one is version %s: the inputs "
                         "may differ from those the model was trained on", kind, backend, entry.get("version"),
                         cls.version)
+        jobs.append((kind, backend, entry))
+    if before_extract is not None:
+        before_extract()
+    for kind, backend, entry in jobs:
         log.info("extracting %s/%s from '%s'", kind, backend, video)
         run_extraction(kind, [video], root, backend=backend, options=entry.get("options") or {},
                        resize=resize, progress=False)  # type: ignore[arg-type]
@@ -289,6 +299,39 @@ class SequenceReader:
 
     def __len__(self) -> int:
         return self.count
+
+    # -- the sequence's real frames (``--first-frames real``) ----------------------------------------------------
+    def _real_frame_path(self, index: int) -> Path | None:
+        """``frames/<seq>/<index>`` in the dataset's frame format (or the other of jpg/png); None when missing."""
+        path = self._loader.ds.frame_path("frames", self.seq.name, index, self._loader.frame_ext)
+        if path.is_file():
+            return path
+        other = path.with_suffix(".png" if path.suffix != ".png" else ".jpg")
+        return other if other.is_file() else None
+
+    def missing_real_frame(self, n: int) -> Path | None:
+        """The expected path of the first of the real frames 0..min(n, count)-1 that does not exist, else None."""
+        for i in range(min(int(n), self.count)):
+            if self._real_frame_path(i) is None:
+                return self._loader.ds.frame_path("frames", self.seq.name, i, self._loader.frame_ext)
+        return None
+
+    def real_frames(self, n: int) -> list[np.ndarray]:
+        """The sequence's real frames 0..min(n, count)-1 as (H, W, 3) uint8 at the reader's size, mapped like the
+        inputs (cover the size keeping the aspect ratio, centre crop)."""
+        from v2vcli.data import clips
+        from v2vcli.io.files import read_image
+
+        out = []
+        for i in range(min(int(n), self.count)):
+            path = self._real_frame_path(i)
+            if path is None:
+                raise DatasetError(f"sequence '{self.seq.name}' of '{self.seq.root}' has no real frame {i} "
+                                   f"(frames/{self.seq.name}/)")
+            img = read_image(path)
+            geom = clips._geometry((int(img.shape[1]), int(img.shape[0])), self.size, None, (1.0, 1.0), False)
+            out.append(clips._apply(img, geom, nearest=False))
+        return out
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         from v2vcli.data import clips

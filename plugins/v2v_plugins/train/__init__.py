@@ -108,6 +108,9 @@ def v2v_register_commands(app: typer.Typer) -> None:
         max_restarts: int = typer.Option(0, "--max-restarts",
                                          help="Restart all workers up to N times after a failure; they resume from "
                                               "the last checkpoint."),
+        plan: bool = typer.Option(False, "--plan", help="Print the curriculum (clip length, frames per step, steps, "
+                                                        "temporal scales, learning rates per epoch); do not train."),
+        json_: bool = typer.Option(False, "--json", help="With --plan: print it as JSON."),
     ) -> None:
         """Train a video model (vid2vid by default) on a dataset: one GPU, the CPU, N GPUs or several machines."""
         from v2vcli.errors import DeviceError
@@ -128,6 +131,9 @@ def v2v_register_commands(app: typer.Typer) -> None:
         if train_flags:
             flags["train"] = train_flags
         cfg = resolve_train_config(config, set_, flags, resume)
+        if plan:
+            _print_plan(cfg, init_from=bool(init_from), world_size=gpus * nnodes, as_json=json_)
+            return
 
         from v2vcli.distributed import under_torchrun
 
@@ -159,3 +165,34 @@ def v2v_register_commands(app: typer.Typer) -> None:
             typer.echo(f"stopped at step {result.step} ({result.stopped_by});{where}", err=True)
         if result.exit_code:
             raise typer.Exit(result.exit_code)
+
+
+def _print_plan(cfg: Any, *, init_from: bool, world_size: int, as_json: bool) -> None:
+    """``v2v train --plan``: the curriculum, as a table or JSON on stdout."""
+    import json
+
+    from .loop import training_plan
+
+    plan = training_plan(cfg, init_from=init_from, world_size=world_size)
+    if as_json:
+        typer.echo(json.dumps(plan, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{plan['model']} on {plan['dataset']}: {plan['sequences']} sequence(s), the longest "
+                        f"{plan['longest_sequence']} frames, clips of at most {plan['max_frames_per_sequence']}")
+    for col in ("epoch", "frames/seq", "frames/step", "G,D steps", "bp", "temporal D", "lr", "G scales",
+                "batches"):
+        table.add_column(col, justify="left" if col in ("temporal D", "lr", "G scales") else "right",
+                         no_wrap=True)
+    for row in plan["epochs"]:
+        lrs = row["lr"]
+        values = sorted(set(lrs.values()))
+        lr_text = f"{values[0]:.3g}" if len(values) == 1 else ", ".join(f"{k} {v:.3g}" for k, v in lrs.items())
+        table.add_row(str(row["epoch"]), str(row["frames_per_sequence"]), str(row["frames_per_step"]),
+                      f"{row['g_steps_per_sequence']},{row['d_steps_per_sequence']}",
+                      str(row.get("backpropagated_frames", 1)),
+                      ",".join(f"T{k}" for k in row.get("temporal_scales", [])) or "-", lr_text,
+                      ",".join(f"G{s}" for s in row.get("spatial_scales", [0])), str(row["batches"]))
+    Console(width=max(100, Console().width)).print(table)

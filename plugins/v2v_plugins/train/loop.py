@@ -12,8 +12,9 @@ checkpoint of ``RUN`` with its optimizers, schedules, EMA, RNG states and loader
 batch, ``model.train_step`` steps every optimizer, the EMA of G follows, and the loop logs, writes samples,
 validates and checkpoints on its schedule. An epoch is one pass over the train split's clips; each epoch start
 brings every LR schedule to that epoch (linear decay over ``optim.niter_decay`` after ``optim.niter``) and the
-clip length to ``data.n_frames_start`` doubled every ``train.niter_step`` epochs (capped at
-``data.n_frames_total``). SIGTERM or SIGINT finishes the current step, writes a checkpoint and stops (exit 0 for
+clip length to ``data.n_frames_total`` doubled every ``train.niter_step`` epochs, at most min(128, longest
+training sequence) - (n_frames_G - 1), as the official code grows it (``v2v train --plan`` prints the curriculum).
+SIGTERM or SIGINT finishes the current step, writes a checkpoint and stops (exit 0 for
 SIGTERM, 130 for SIGINT); a second signal stops at once.
 
 Several processes (``v2v train --gpus N`` launches them through torchrun's elastic agent, see
@@ -54,7 +55,8 @@ if TYPE_CHECKING:
     from v2vcli.config import V2VConfig
     from v2vcli.model import VideoModel
 
-__all__ = ["TrainResult", "LoopState", "resolve_device", "train", "rng_state", "set_rng_state"]
+__all__ = ["TrainResult", "LoopState", "resolve_device", "train", "training_plan", "clip_schedule", "rng_state",
+           "set_rng_state"]
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,56 @@ def _trained_any_step(run_dir: Path) -> bool:
     return False
 
 
+def clip_schedule(cfg: V2VConfig, dataset: Any, history: int) -> Any:
+    """The clip-length schedule of a run on ``dataset`` (a :class:`~v2vcli.data.clips.ClipDataset`): the official
+    cap min(128, longest training sequence) - (n_frames_G - 1)."""
+    from v2vcli.data.clips import ClipSchedule
+
+    n_past = int(getattr(cfg.model, "n_past", history) or 0)
+    longest = max(dataset.counts.values()) if dataset.counts else None
+    return ClipSchedule.from_config(cfg.data, cfg.train.niter_step, longest=longest, n_past=n_past)
+
+
+def training_plan(cfg: V2VConfig, *, init_from: bool = False, world_size: int = 1) -> dict[str, Any]:
+    """The curriculum of ``cfg`` on its dataset (``cfg.data.root``), epoch by epoch, without building the model
+    (``v2v train --plan``): frames per sequence, frames per optimizer step, G/D steps per sequence, back-propagated
+    frames, active temporal scales, learning rates and the spatial scales that train."""
+    from v2vcli.data.clips import ClipDataset
+    from v2vcli.model import linear_decay
+    from v2vcli.registry import get_registry
+
+    ds = _check_dataset(cfg.data.root)
+    label_set = ds.label_set("seg") if "seg" in cfg.data.inputs else None
+    history = 0 if getattr(cfg.model, "history", "real") == "empty" else int(getattr(cfg.model, "n_past", 0) or 0)
+    model_cls = get_registry().get_model(cfg.model.name)
+    dataset = ClipDataset(cfg.data, history=history, seed=cfg.seed, need_flow=False, label_set=label_set)
+    if len(dataset) == 0:
+        raise DatasetError(f"split '{cfg.data.split}' of '{ds.root}' has no sequence long enough for a clip "
+                           f"({history + 1} frames)")
+    schedule = clip_schedule(cfg, dataset, history)
+    epochs = cfg.optim.niter + cfg.optim.niter_decay
+    batches = len(dataset) // max(1, cfg.data.batch_size * world_size)
+    factor = linear_decay(cfg.optim.niter, cfg.optim.niter_decay)
+    plan_epoch = getattr(model_cls, "plan_epoch", None)
+    rows = []
+    for epoch in range(epochs):
+        frames = schedule.frames(epoch)
+        row: dict[str, Any] = {"epoch": epoch + 1, "frames_per_sequence": frames}
+        if callable(plan_epoch):
+            row.update(plan_epoch(cfg, epoch, frames, init_from=init_from))
+        else:
+            row.update({"frames_per_step": frames, "g_steps_per_sequence": 1, "d_steps_per_sequence": 1})
+        lr = cfg.optim.lr * factor(epoch)
+        names = ["G", "D"] + [f"D_T{k}" for k in row.get("temporal_scales_configured", row.get("temporal_scales", []))]
+        row["lr"] = {n: lr for n in dict.fromkeys(names)}
+        row["batches"] = batches
+        rows.append(row)
+    return {"model": cfg.model.name, "dataset": str(ds.root), "sequences": len(dataset.sequences),
+            "longest_sequence": max(dataset.counts.values()), "history_frames": history,
+            "max_frames_per_sequence": schedule.cap, "niter_step": cfg.train.niter_step,
+            "batch_size": cfg.data.batch_size, "world_size": world_size, "epochs": rows}
+
+
 def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
            model_hook: Callable[[VideoModel], None] | None = None) -> TrainResult:
     """Train ``cfg`` (a resolved config; ``cfg.data.root`` the dataset) until ``train.max_steps`` or the schedule's
@@ -224,10 +276,10 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
     from v2vcli.checkpoint import (CheckpointMeta, dataset_provenance, latest_checkpoint, load_training_state,
                                    load_weights, save_checkpoint)
     from v2vcli.config import dump_config, to_dict
-    from v2vcli.data.clips import ClipBatchSampler, ClipDataset, ClipSchedule, make_loader
+    from v2vcli.data.clips import ClipBatchSampler, ClipDataset, make_loader
     from v2vcli.distributed import all_gather_object, all_reduce_, barrier, init_distributed, is_main, restart_count
     from v2vcli.io.files import write_bytes_atomic
-    from v2vcli.model import TrainingError, VideoModel
+    from v2vcli.model import TrainingError, VideoModel, check_finite_weights
     from v2vcli.registry import get_registry
 
     from .logging import TrainLogger, validate, write_sample
@@ -263,7 +315,7 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
     if model_hook is not None:
         model_hook(model)
     if init_from and not resume:
-        weights, meta = load_weights(init_from, networks=["G"], device="cpu")
+        weights, meta = load_weights(init_from, device="cpu")  # G (and D: vid2vid keeps what fits)
         model.init_from(weights, meta)
     model.setup_training()
     loop = LoopState()
@@ -292,12 +344,12 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
         log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, loop.step, loop.epoch, loop.next_batch)
 
     # -- data ----------------------------------------------------------------------------------------------------
-    schedule = ClipSchedule.from_config(cfg.data, cfg.train.niter_step)
     dataset = ClipDataset(cfg.data, history=model.history_frames, seed=cfg.seed, need_flow=model.needs_flow,
                           keypoints=model.needs_keypoints, label_set=label_set)
     if len(dataset) == 0:
         raise DatasetError(f"split '{cfg.data.split}' of '{ds.root}' has no sequence long enough for a clip "
                            f"({model.history_frames + 1} frames)")
+    schedule = clip_schedule(cfg, dataset, model.history_frames)
     epochs = cfg.optim.niter + cfg.optim.niter_decay
     sampler = ClipBatchSampler(len(dataset), cfg.data.batch_size, seed=cfg.seed, schedule=schedule, epochs=epochs,
                                start_epoch=loop.epoch, start_batch=loop.next_batch, rank=dist.rank,
@@ -364,6 +416,7 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
     # -- the loop ------------------------------------------------------------------------------------------------
     loader = make_loader(dataset, sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
     started_epoch: int | None = None
+    announce = True  # the clip length is logged at the start (and on resume) and at every change
     stopped_by = "schedule"
     with _StopSignals() as stop:
         batches = iter(loader)
@@ -381,9 +434,12 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
                     model.start_epoch(loop.epoch)
                     started_epoch = loop.epoch
                     frames = schedule.frames(loop.epoch)
-                    if loop.next_batch == 0 and (loop.epoch == 0 or frames != schedule.frames(loop.epoch - 1)):
+                    if announce or frames != schedule.frames(loop.epoch - 1):
                         logger.event(loop.step, loop.epoch, "clip_length", generated_frames=frames,
-                                     clip_frames=frames + model.history_frames)
+                                     clip_frames=frames + model.history_frames,
+                                     frames_per_step=min(frames, max(1, int(getattr(cfg.train, "frames_per_step",
+                                                                                     frames)))))
+                        announce = False
                 result = model.train_step(batch)
                 loop.step += 1
                 loop.next_batch += 1
@@ -399,6 +455,7 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
                 else:
                     loop.bad_steps = 0
                     model.ema_update()
+                    check_finite_weights(model, loop.step, last_saved)
                 logger.step(loop.step, loop.epoch, result, model.learning_rates())
                 if main and cfg.train.sample_every > 0 and loop.step % cfg.train.sample_every == 0:
                     vis = model.visuals()

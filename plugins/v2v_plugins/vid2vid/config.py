@@ -13,12 +13,13 @@ from typing import Literal
 
 from v2vcli.errors import ConfigError
 
-__all__ = ["Vid2VidConfig", "Vid2VidLossConfig", "NormKind", "FgMode", "HistoryMode", "GanMode"]
+__all__ = ["Vid2VidConfig", "Vid2VidLossConfig", "NormKind", "FgMode", "HistoryMode", "GanMode", "VggInput"]
 
 NormKind = Literal["instance", "batch", "syncbatch"]
 FgMode = Literal["official", "paper"]
 HistoryMode = Literal["real", "empty"]
 GanMode = Literal["lsgan", "hinge", "bce"]
+VggInput = Literal["official", "imagenet"]
 
 
 @dataclass(kw_only=True)
@@ -118,12 +119,13 @@ class Vid2VidLossConfig:
     lambda_feat: float = 10.0  # discriminator feature matching
     lambda_vgg: float = 10.0  # VGG19 perceptual on final and raw; 0 disables (and needs no weights)
     vgg_weights: str = "vgg19"  # weights name (`v2v weights list`)
+    vgg_input: VggInput = "official"  # official: [-1, 1] straight into VGG19; imagenet: [0, 1] + ImageNet mean/std
     lambda_flow: float = 10.0  # flow L1 to the reference flow, used ×1/2^(S-1)
     lambda_warp: float = 10.0  # L1 between warp(real x_{t-1}, predicted flow) and real x_t
     lambda_temporal: float = 10.0  # L1 between x_t and warp(x_{t-1}, reference flow), detached
     lambda_mask: float = 0.0  # L1(m, 0); the official code used 1 only when training from empty history
     lambda_face: float = 2.0  # multiplier of the face discriminator's terms
-    conf_threshold: float = 0.02  # photometric confidence: ‖x_t − warp(x_{t-1}, flow_ref)‖₂ < threshold
+    conf_threshold: float = 0.02  # photometric confidence: Σ_RGB (x_t − warp(x_{t-1}, flow_ref))² < threshold
 
     def __post_init__(self) -> None:
         for key in ("lambda_feat", "lambda_vgg", "lambda_flow", "lambda_warp", "lambda_temporal", "lambda_mask",

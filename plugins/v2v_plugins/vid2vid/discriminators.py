@@ -14,8 +14,10 @@ Written from the paper and ARCHITECTURE.md ("Discriminators"):
   (spans 3, 7, 19 frames for k = 0, 1, 2), concatenated on channels with the reference flows between consecutive
   chosen frames divided by 20: 3·3 + 2·2 = 13 channels. A scale whose span exceeds the clip is skipped; the
   builder reports which (:func:`temporal_scale_plan`, :func:`build_temporal_inputs`).
-- Face/region D (pose data): a smaller multi-scale PatchGAN on a fixed-size crop around the head found from the
-  pose JSON's BODY_25 head points (nose, eyes, ears: 0, 15, 16, 17, 18).
+- Face/region D (pose data), as the official ``netD_f``: max(1, num_D − 2) scales of the image D's PatchGAN on a
+  native-resolution square of side H//32·8 centred on the DensePose head pixels (:func:`densepose_head_squares`);
+  without densepose input, on a crop resampled around the pose JSON's BODY_25 head points (nose, eyes, ears: 0,
+  15, 16, 17, 18).
 
 All Ds take (N, C, H, W) and work in any memory format / autocast dtype; norms are computed in float32.
 """
@@ -48,8 +50,13 @@ __all__ = [
     "compose_flows",
     "temporal_windows",
     "build_temporal_inputs",
+    "temporal_buffer_frames",
+    "temporal_window_ends",
     "head_points_from_pose_json",
     "head_boxes",
+    "face_crop_side",
+    "densepose_head_squares",
+    "crop_squares",
     "crop_regions",
     "Vid2VidDiscriminators",
     "DiscriminatorRow",
@@ -183,6 +190,23 @@ def temporal_scale_plan(clip_length: int, n_scales: int = 3, n_frames_d: int = 3
                         tuple(s for s in scales if s.span > clip_length))
 
 
+def temporal_buffer_frames(n_scales: int, n_frames_d: int = 3) -> int:
+    """Earlier frames of a sequence the temporal-D buffer keeps across chunks (official: tD^(S-1)·(tD-1), 6 for
+    two scales of 3 frames): enough for the widest scale's window to end at the next chunk's first frame."""
+    return n_frames_d ** max(0, n_scales - 1) * (n_frames_d - 1) if n_scales > 0 else 0
+
+
+def temporal_window_ends(buffer_len: int, new_frames: int, scale: TemporalScale) -> list[int]:
+    """Where windows of ``scale`` end in a buffer of ``buffer_len`` frames whose last ``new_frames`` are new.
+
+    As the official temporal D (``get_skipped_frames``): the newest frame, then every ``n_frames``-th frame
+    before it, as long as the window ends at a new frame and fits in the buffer. No window (scale inactive)
+    until the buffer holds ``scale.span`` = (n_frames-1)·stride + 1 frames. Ascending indices.
+    """
+    n_groups = min(buffer_len - (scale.span - 1), new_frames)
+    return sorted(buffer_len - 1 - t for t in range(0, max(0, n_groups), scale.n_frames))
+
+
 def compose_flows(flow: torch.Tensor, stride: int) -> torch.Tensor:
     """Backward flows from frame t to frame t-``stride`` for t = stride..T-1, from consecutive ones.
 
@@ -242,14 +266,16 @@ class TemporalInputs:
 
 
 def build_temporal_inputs(real: torch.Tensor, fake: torch.Tensor, flow_ref: torch.Tensor, *, n_scales: int = 3,
-                          n_frames_d: int = 3, max_windows: int | None = None,
+                          n_frames_d: int = 3, max_windows: int | None = None, new_frames: int | None = None,
                           flow_scale: float = FLOW_SCALE) -> TemporalInputs:
     """Temporal-D inputs for every active scale from real/fake clips (B, T, C, H, W) and reference flows.
 
     ``flow_ref``: (B, T, 2, H, W) backward flows of the *real* clip (t→t-1); both real and fake windows are
-    conditioned on them, as the temporal D judges whether the motion fits the reference motion. Every complete
-    window is used (ends span-1..T-1), or the last ``max_windows`` of them. The caller detaches ``fake`` for the
-    D step; reference flows never carry gradients.
+    conditioned on them, as the temporal D judges whether the motion fits the reference motion. With
+    ``new_frames`` (training: the clips are the temporal-D buffer, earlier chunks then the current one) the windows
+    are the official ones, :func:`temporal_window_ends`; without it every complete window is used (ends
+    span-1..T-1), or the last ``max_windows`` of them. The caller detaches ``fake`` for the D step; reference
+    flows never carry gradients.
     """
     if real.shape != fake.shape:
         raise ValueError(f"real {tuple(real.shape)} and fake {tuple(fake.shape)} clips differ in shape")
@@ -260,7 +286,12 @@ def build_temporal_inputs(real: torch.Tensor, fake: torch.Tensor, flow_ref: torc
     batches = []
     flow_ref = flow_ref.detach()
     for scale in plan.active:
-        ends = list(range(scale.span - 1, t))
+        if new_frames is not None:
+            ends = temporal_window_ends(t, new_frames, scale)
+            if not ends:
+                continue
+        else:
+            ends = list(range(scale.span - 1, t))
         if max_windows is not None and max_windows > 0:
             ends = ends[-max_windows:]
         if scale.stride == 1:
@@ -269,6 +300,11 @@ def build_temporal_inputs(real: torch.Tensor, fake: torch.Tensor, flow_ref: torc
             composed = compose_flows(flow_ref, scale.stride)
         batches.append(TemporalBatch(scale, ends, temporal_windows(real, composed, scale, ends, flow_scale),
                                      temporal_windows(fake, composed, scale, ends, flow_scale)))
+    if new_frames is not None:  # a scale whose span fits but has no window ending at a new frame is inactive too
+        used = {b.scale.index for b in batches}
+        every = plan.active + plan.skipped
+        plan = TemporalPlan(t, tuple(sc for sc in plan.active if sc.index in used),
+                            tuple(sorted((sc for sc in every if sc.index not in used), key=lambda sc: sc.index)))
     return TemporalInputs(plan, batches)
 
 
@@ -317,6 +353,50 @@ def head_boxes(points: torch.Tensor, *, min_confidence: float = 0.05, extent_sca
     return boxes, (n_ok >= 2).float()
 
 
+def face_crop_side(height: int, width: int | None = None) -> int:
+    """Side of the official face crop: ``fineSize // 32 * 8`` (a quarter of the frame height, a multiple of 8),
+    at least 8 and no more than the frame."""
+    side = max(8, int(height) // 32 * 8)
+    return min(side, int(height), int(width) if width is not None else side)
+
+
+def densepose_head_squares(part_index: torch.Tensor, side: int,
+                           threshold: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-left corners (N, 2) as (x, y) and a validity weight (N,) of ``side``² squares on the head.
+
+    ``part_index``: (N, H, W) DensePose part-index channel in [-1, 1] (I ×255/24, so > 0.9 is the head, parts 23
+    and 24), as the official ``get_face_region``: the square is centred on the middle of the head pixels'
+    bounding box and moved inside the frame. Per frame (the official takes one box over the whole chunk). No head
+    pixel → weight 0 (the corner is then a dummy). Tensor ops only, so no host sync.
+    """
+    n, h, w = part_index.shape
+    head = part_index > threshold
+    rows, cols = head.any(2), head.any(1)  # (N, H), (N, W)
+    ar_h = torch.arange(h, device=part_index.device).expand(n, h)
+    ar_w = torch.arange(w, device=part_index.device).expand(n, w)
+    ys = torch.where(rows, ar_h, h).amin(1)
+    ye = torch.where(rows, ar_h, -1).amax(1)
+    xs = torch.where(cols, ar_w, w).amin(1)
+    xe = torch.where(cols, ar_w, -1).amax(1)
+    half = side // 2
+    yc = torch.div(ys + ye, 2, rounding_mode="floor").clamp(half, max(half, h - 1 - half))
+    xc = torch.div(xs + xe, 2, rounding_mode="floor").clamp(half, max(half, w - 1 - half))
+    valid = rows.any(1)
+    corners = torch.stack([xc - half, yc - half], -1) * valid[:, None]
+    return corners.long(), valid.float()
+
+
+def crop_squares(images: torch.Tensor, corners: torch.Tensor, side: int) -> torch.Tensor:
+    """Exact crops (N, C, side, side) of ``images`` (N, C, H, W) at integer top-left ``corners`` (N, 2) (x, y):
+    native pixels, no resampling (the official face crop); differentiable with respect to ``images``."""
+    n, _, h, w = images.shape
+    ar = torch.arange(side, device=images.device)
+    ys = (corners[:, 1:2].to(images.device) + ar).clamp(0, h - 1)  # (N, side)
+    xs = (corners[:, 0:1].to(images.device) + ar).clamp(0, w - 1)
+    idx = torch.arange(n, device=images.device)[:, None, None]
+    return images.permute(0, 2, 3, 1)[idx, ys[:, :, None], xs[:, None, :]].permute(0, 3, 1, 2)
+
+
 def crop_regions(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear crops (N, C, size, size) of ``images`` (N, C, H, W) at pixel ``boxes`` (N, 4); differentiable.
 
@@ -359,9 +439,12 @@ class Vid2VidDiscriminators(nn.Module):
 
     def __init__(self, *, label_channels: int, image_channels: int = 3, ndf: int = 64, n_layers_d: int = 3,
                  num_d: int = 2, n_scales_temporal: int = 3, n_frames_d: int = 3, num_d_temporal: int | None = None,
-                 face_d: bool = False, face_crop_size: int = 96, face_num_d: int = 2, face_n_layers: int = 2,
-                 norm: str = "instance") -> None:
+                 face_d: bool = False, face_crop_size: int = 96, face_num_d: int | None = None,
+                 face_n_layers: int | None = None, norm: str = "instance") -> None:
         super().__init__()
+        # official netD_f: max(1, num_D - 2) scales with the image D's n_layers_D
+        face_num_d = face_num_d or max(1, num_d - 2)
+        face_n_layers = face_n_layers or n_layers_d
         self.kwargs: dict[str, Any] = dict(
             label_channels=label_channels, image_channels=image_channels, ndf=ndf, n_layers_d=n_layers_d,
             num_d=num_d, n_scales_temporal=n_scales_temporal, n_frames_d=n_frames_d, num_d_temporal=num_d_temporal,
@@ -387,7 +470,8 @@ class Vid2VidDiscriminators(nn.Module):
                     image_channels: int = 3) -> Vid2VidDiscriminators:
         """Build from a model config read with getattr: ``num_D`` (2), ``n_layers_D`` (3), ``ndf`` (64),
         ``n_scales_temporal`` (3), ``n_frames_D`` (3), ``num_D_T`` (0 → num_D), ``face_D`` (False),
-        ``face_crop_size`` (96), ``face_num_D`` (2), ``face_n_layers_D`` (2), ``norm_D`` ("instance").
+        ``face_crop_size`` (96), ``face_num_D`` (0 → max(1, num_D − 2)), ``face_n_layers_D`` (0 → n_layers_D),
+        ``norm_D`` ("instance").
 
         ``label_channels`` is the conditioning channels of one frame (``ConditioningSpec.input_nc``); without it the
         config's ``input_nc`` is used when set (> 0).
@@ -407,8 +491,8 @@ class Vid2VidDiscriminators(nn.Module):
                    num_d_temporal=int(getattr(model_cfg, "num_D_T", 0) or 0) or None,
                    face_d=bool(getattr(model_cfg, "face_D", False)),
                    face_crop_size=int(getattr(model_cfg, "face_crop_size", 96)),
-                   face_num_d=int(getattr(model_cfg, "face_num_D", 2)),
-                   face_n_layers=int(getattr(model_cfg, "face_n_layers_D", 2)),
+                   face_num_d=int(getattr(model_cfg, "face_num_D", 0) or 0) or None,
+                   face_n_layers=int(getattr(model_cfg, "face_n_layers_D", 0) or 0) or None,
                    norm=str(getattr(model_cfg, "norm_D", "instance")))
 
     def forward_image(self, labels: torch.Tensor, frame: torch.Tensor) -> list[list[torch.Tensor]]:
@@ -420,7 +504,11 @@ class Vid2VidDiscriminators(nn.Module):
         return self.temporal[scale](windows)  # type: ignore[no-any-return]
 
     def face_crops(self, labels: torch.Tensor, frame: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """Crops of concat(labels, frame) at head ``boxes`` (N, 4), size ``face_crop_size``."""
+        """Crops of concat(labels, frame): ``boxes`` (N, 2) integer corners → exact :func:`face_crop_side` squares
+        at native resolution (the official crop); (N, 4) pixel boxes → resampled to ``face_crop_size``²."""
+        if boxes.shape[-1] == 2:
+            x = torch.cat([labels, frame.to(labels.dtype)], dim=1)
+            return crop_squares(x, boxes, face_crop_side(x.shape[-2], x.shape[-1]))
         return crop_regions(torch.cat([labels, frame.to(labels.dtype)], dim=1), boxes, self.face_crop_size)
 
     def forward_face(self, labels: torch.Tensor, frame: torch.Tensor,

@@ -37,10 +37,14 @@ class GeneratorInput:
     are filled by repeating the oldest given, as at the start of a sequence).
     ``prev``: (B, K, 3, H, W) previously generated (or real) frames t-K..t-1 in [-1, 1], oldest first, K in
     0..L; ``None`` or K = 0 is the empty history: the frame is the raw hallucination, nothing is warped.
+    ``prev_scales``: the history per spatial scale, coarsest first, each (B, K, 3, H_s, W_s) at that scale's size,
+    as the official coarse-to-fine generator keeps it (each scale warps its *own* previous outputs). ``None``:
+    the coarser scales get ``prev`` average-pooled (right for real frames; the official builds their pyramid so).
     """
 
     labels: torch.Tensor
     prev: torch.Tensor | None = None
+    prev_scales: Sequence[torch.Tensor] | None = None
 
 
 @dataclass
@@ -309,6 +313,11 @@ class Vid2VidGenerator(nn.Module):
         for _ in range(self.n_scales - 1):
             labs.append(pyramid_down(labs[-1]))
             prevs.append(pyramid_down(prevs[-1]))
+        if inp.prev_scales is not None and not empty and self.n_scales > 1:
+            if len(inp.prev_scales) != self.n_scales:
+                raise ValueError(f"prev_scales must hold {self.n_scales} scales, got {len(inp.prev_scales)}")
+            prevs = [self._prev_stack(inp.prev_scales[self.n_scales - 1 - level], labs[level])[0]
+                     for level in range(self.n_scales)]
         feats: _Features | None = None
         outs = []
         for s, scale in enumerate(self.scales):

@@ -9,7 +9,7 @@ Building blocks (each unweighted unless its docstring says otherwise, all comput
 - :func:`photometric_confidence` — conf = [‖x_t − warp(x_{t-1}, flow_ref)‖₂ over channels < threshold] on the
   real frames in [-1, 1]; it masks :func:`flow_loss`, :func:`warp_loss` and :func:`temporal_loss` via
   :func:`masked_l1` (mean over all elements of |a − b|·conf, so a frame with little confident area weighs less).
-- :func:`mask_loss` — L1(m, 0).
+- :func:`mask_loss` — L1(m, 0) masked by conf (the official ``loss_W``).
 
 :class:`Vid2VidLoss` puts them together with the config's weights and returns :class:`LossOutput` (named terms,
 already weighted, summing to ``total``) for the generator and discriminator steps, per frame and per clip
@@ -31,7 +31,13 @@ from torch import nn
 from v2vcli.errors import ConfigError, did_you_mean
 from v2vcli.warp import warp
 
-from .discriminators import Vid2VidDiscriminators, build_temporal_inputs, head_boxes
+from .discriminators import (
+    Vid2VidDiscriminators,
+    build_temporal_inputs,
+    densepose_head_squares,
+    face_crop_side,
+    head_boxes,
+)
 
 __all__ = [
     "GAN_MODES",
@@ -120,12 +126,13 @@ class GANLoss:
 
 
 def feature_matching_loss(fake_feats: Sequence[Sequence[torch.Tensor]], real_feats: Sequence[Sequence[torch.Tensor]],
-                          weight: torch.Tensor | None = None) -> torch.Tensor:
+                          weight: torch.Tensor | None = None, num_d: int | None = None) -> torch.Tensor:
     """Σ_scales Σ_layers (1/num_D)·(4/(n_layers+1))·L1(fake, real.detach()) over every map but the logits.
 
-    ``n_layers`` is the PatchGAN's (its outputs number n_layers + 2), ``num_D`` the number of scales.
+    ``n_layers`` is the PatchGAN's (its outputs number n_layers + 2), ``num_D`` the number of scales, or ``num_d``
+    when given (the official face D is normalised by the *image* D's num_D).
     """
-    num_d = len(fake_feats)
+    num_d = num_d or len(fake_feats)
     with _fp32_off(fake_feats[0][0]):
         loss = fake_feats[0][0].new_zeros((), dtype=torch.float32)
         for fake_scale, real_scale in zip(fake_feats, real_feats):
@@ -138,10 +145,14 @@ def feature_matching_loss(fake_feats: Sequence[Sequence[torch.Tensor]], real_fea
 
 def photometric_confidence(real: torch.Tensor, real_prev: torch.Tensor, flow_ref: torch.Tensor,
                            threshold: float = 0.02) -> torch.Tensor:
-    """(N, 1, H, W) float mask: 1 where ‖real − warp(real_prev, flow_ref)‖₂ over channels < ``threshold``."""
+    """(N, 1, H, W) float mask: 1 where Σ_c (real − warp(real_prev, flow_ref))² < ``threshold``.
+
+    As the official code (models/flownet.py, ``compute_conf``): the *squared* error summed over RGB, images in
+    [-1, 1], no square root, so 0.02 admits ‖d‖ < 0.141 (about 10 grey levels per channel).
+    """
     with _fp32_off(real), torch.no_grad():
         err = real.float() - warp(real_prev.float(), flow_ref.float())
-        return (err.pow(2).sum(1, keepdim=True).sqrt() < threshold).float()
+        return (err.pow(2).sum(1, keepdim=True) < threshold).float()
 
 
 def masked_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,10 +185,10 @@ def temporal_loss(fake: torch.Tensor, fake_prev: torch.Tensor, flow_ref: torch.T
     return masked_l1(fake, target, conf)
 
 
-def mask_loss(mask: torch.Tensor) -> torch.Tensor:
-    """L1(m, 0): pushes the occlusion mask towards trusting the warp."""
-    with _fp32_off(mask):
-        return mask.float().abs().mean()
+def mask_loss(mask: torch.Tensor, conf: torch.Tensor | None = None) -> torch.Tensor:
+    """L1(m·conf, 0) = mean(|m|·conf): pushes the occlusion mask towards trusting the warp where the reference
+    flow is photometrically reliable (the official ``loss_W``, a ``MaskedL1Loss`` by conf); unmasked without conf."""
+    return masked_l1(mask, torch.zeros_like(mask), conf)
 
 
 @dataclass
@@ -220,7 +231,9 @@ class Vid2VidLoss(nn.Module):
 
     Weights: ``lambda_feat`` (feature matching, all Ds), ``lambda_vgg`` (0 disables the VGG and its weights file),
     ``lambda_flow`` (divided by 2^(n_scales_spatial − 1)), ``lambda_warp``, ``lambda_temporal``, ``lambda_mask``,
-    ``lambda_face`` (multiplies the face D's GAN and feature-matching terms, G and D side). ``conf_threshold`` is
+    ``lambda_face`` (multiplies the face D's generator GAN and feature-matching terms; its D terms weigh 1, as the
+    official ``face_weight``). ``face_part_channel``: the label channel holding the DensePose part index (the
+    face crop is then the official one; None = BODY_25 head points). ``conf_threshold`` is
     the photometric-confidence threshold. VGG: ``vgg`` (a ready :class:`~.perceptual.VGGLoss` or any module
     ``(fake, real) → loss``), else one is built from ``vgg_weights`` / the registry (``vgg_random_init`` for tests).
     """
@@ -231,7 +244,7 @@ class Vid2VidLoss(nn.Module):
                  n_scales_spatial: int = 1, vgg: nn.Module | None = None, vgg_weights: str | Path | None = None,
                  vgg_weights_name: str = "vgg19", vgg_layer_weights: Sequence[float] | None = None,
                  vgg_random_init: bool = False,
-                 vgg_verify: bool = True) -> None:
+                 vgg_verify: bool = True, vgg_input: str = "official") -> None:
         super().__init__()
         self.gan = GANLoss(gan_mode)
         self.gan_mode = gan_mode
@@ -244,13 +257,14 @@ class Vid2VidLoss(nn.Module):
         self.lambda_face = float(lambda_face)
         self.conf_threshold = float(conf_threshold)
         self.n_scales_spatial = int(n_scales_spatial)
+        self.face_part_channel: int | None = None  # set by the trainer when densepose is an input
         self.vgg: nn.Module | None = None
         if self.lambda_vgg > 0:
             if vgg is None:
                 from .perceptual import VGG19_LAYER_WEIGHTS, VGGLoss
 
                 vgg = VGGLoss(weights=vgg_weights, weights_name=vgg_weights_name, random_init=vgg_random_init,
-                              verify=vgg_verify,
+                              verify=vgg_verify, input_norm=vgg_input,
                               layer_weights=vgg_layer_weights or VGG19_LAYER_WEIGHTS)
             self.vgg = vgg
 
@@ -259,7 +273,7 @@ class Vid2VidLoss(nn.Module):
                     vgg: nn.Module | None = None, vgg_random_init: bool = False) -> Vid2VidLoss:
         """Read ``loss_cfg`` with getattr: ``gan_mode``, ``lambda_feat``, ``lambda_vgg``, ``vgg_weights`` (a
         registry name such as ``vgg19``, a file path, or the five layer weights), ``lambda_flow``, ``lambda_warp``,
-        ``lambda_temporal``, ``lambda_mask``, ``lambda_face``, ``conf_threshold``; ``model_cfg``'s
+        ``lambda_temporal``, ``lambda_mask``, ``lambda_face``, ``conf_threshold``, ``vgg_input``; ``model_cfg``'s
         ``n_scales_spatial`` (S). ``vgg_weights`` here (the CLI's ``--weights vgg19=PATH``) wins over the config.
         """
         cfg_vgg = getattr(loss_cfg, "vgg_weights", None)
@@ -282,13 +296,19 @@ class Vid2VidLoss(nn.Module):
                    lambda_face=getattr(loss_cfg, "lambda_face", 2.0),
                    conf_threshold=getattr(loss_cfg, "conf_threshold", 0.02),
                    n_scales_spatial=int(s or 1), vgg=vgg, vgg_weights=vgg_weights or cfg_vgg or None,
-                   vgg_weights_name=name, vgg_layer_weights=layer_weights, vgg_random_init=vgg_random_init)
+                   vgg_weights_name=name, vgg_layer_weights=layer_weights, vgg_random_init=vgg_random_init,
+                   vgg_input=str(getattr(loss_cfg, "vgg_input", "official")))
 
     # ------------------------------------------------------------------------------------------ per frame
 
     def _face(self, D: Vid2VidDiscriminators, labels: torch.Tensor,
               head_points: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if D.face is None or head_points is None or self.lambda_face == 0:
+        if D.face is None or self.lambda_face == 0:
+            return None
+        ch = self.face_part_channel
+        if ch is not None and 0 <= ch < labels.shape[1]:  # official: native square on the DensePose head
+            return densepose_head_squares(labels[:, ch], face_crop_side(labels.shape[-2], labels.shape[-1]))
+        if head_points is None:
             return None
         min_size = max(16.0, labels.shape[-2] / 16)
         points = head_points.flatten(0, 1) if head_points.dim() == 4 else head_points  # (B, T, 5, 3) → (N, 5, 3)
@@ -340,7 +360,7 @@ class Vid2VidLoss(nn.Module):
         if fake_prev is not None and flow_ref is not None and self.lambda_temporal:
             terms["G_temporal"] = self.lambda_temporal * temporal_loss(fake, fake_prev, flow_ref, conf)
         if mask is not None and self.lambda_mask:
-            terms["F_mask"] = self.lambda_mask * mask_loss(mask)
+            terms["F_mask"] = self.lambda_mask * mask_loss(mask, conf)
         face = self._face(D, labels, head_points)
         if face is not None:
             boxes, valid = face
@@ -350,7 +370,7 @@ class Vid2VidLoss(nn.Module):
             terms["G_GAN_face"] = self.lambda_face * self.gan.generator(fake_face, valid)
             if self.lambda_feat:
                 terms["G_feat_face"] = self.lambda_face * self.lambda_feat * feature_matching_loss(
-                    fake_face, real_face, valid)
+                    fake_face, real_face, valid, num_d=D.image.num_d)  # 1/num_D of the image D (official)
         return _output(terms, fake)
 
     def discriminator_frame(self, D: Vid2VidDiscriminators, *, labels: torch.Tensor, real: torch.Tensor,
@@ -376,21 +396,23 @@ class Vid2VidLoss(nn.Module):
             out = D.forward_face(torch.cat([labels, labels], 0), torch.cat([real, fake.to(real.dtype)], 0),
                                  torch.cat([boxes, boxes], 0))
             face_logits = [scale[-1] for scale in out]
-            terms["D_real_face"] = 0.5 * self.lambda_face * self.gan.real([p[:n] for p in face_logits], valid)
-            terms["D_fake_face"] = 0.5 * self.lambda_face * self.gan.fake([p[n:] for p in face_logits], valid)
+            terms["D_real_face"] = 0.5 * self.gan.real([p[:n] for p in face_logits], valid)  # ×1 (official)
+            terms["D_fake_face"] = 0.5 * self.gan.fake([p[n:] for p in face_logits], valid)
         return _output(terms, real)
 
     # ------------------------------------------------------------------------------------------- per clip
 
     def generator_temporal(self, D: Vid2VidDiscriminators, *, real_clip: torch.Tensor, fake_clip: torch.Tensor,
-                           flow_ref_clip: torch.Tensor, max_windows: int | None = None) -> LossOutput:
+                           flow_ref_clip: torch.Tensor, max_windows: int | None = None,
+                           new_frames: int | None = None) -> LossOutput:
         """Temporal-D generator terms on clips (B, T, 3, H, W) with reference flows (B, T, 2, H, W).
 
         Terms per active temporal scale k: G_GAN_T{k}, G_feat_T{k}. Inactive scales are listed in
         ``skipped_temporal`` (and logged at debug level).
         """
         inputs = build_temporal_inputs(real_clip, fake_clip, flow_ref_clip, n_scales=D.n_scales_temporal,
-                                       n_frames_d=D.n_frames_d, max_windows=max_windows)
+                                       n_frames_d=D.n_frames_d, max_windows=max_windows,
+                                       new_frames=new_frames)
         terms: dict[str, torch.Tensor] = {}
         for batch in inputs.batches:
             k = batch.scale.index
@@ -403,10 +425,12 @@ class Vid2VidLoss(nn.Module):
         return self._temporal_output(terms, fake_clip, inputs.plan)
 
     def discriminator_temporal(self, D: Vid2VidDiscriminators, *, real_clip: torch.Tensor, fake_clip: torch.Tensor,
-                               flow_ref_clip: torch.Tensor, max_windows: int | None = None) -> LossOutput:
+                               flow_ref_clip: torch.Tensor, max_windows: int | None = None,
+                               new_frames: int | None = None) -> LossOutput:
         """Temporal-D terms ½(real + fake) per active scale k: D_real_T{k}, D_fake_T{k}; fakes detached here."""
         inputs = build_temporal_inputs(real_clip, fake_clip.detach(), flow_ref_clip, n_scales=D.n_scales_temporal,
-                                       n_frames_d=D.n_frames_d, max_windows=max_windows)
+                                       n_frames_d=D.n_frames_d, max_windows=max_windows,
+                                       new_frames=new_frames)
         terms: dict[str, torch.Tensor] = {}
         for batch in inputs.batches:
             k = batch.scale.index

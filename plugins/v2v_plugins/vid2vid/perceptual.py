@@ -2,8 +2,10 @@
 
 Features relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 of torchvision's VGG19 architecture (``features`` indices
 1, 6, 11, 20, 29), weighted 1/32, 1/16, 1/8, 1/4, 1; L1 between the fake's features and the (detached) real's.
-Images arrive in [-1, 1] and are mapped to [0, 1] then ImageNet-normalised; both are average-pooled by 2 until
-their width is ≤ ``max_width`` (1024), which keeps 2048-wide training affordable.
+Images arrive in [-1, 1]. ``input_norm="official"`` (the default) feeds them to VGG19 unchanged, as the official
+vid2vid/pix2pixHD ``VGGLoss`` does; ``"imagenet"`` maps them to [0, 1] and applies the ImageNet mean/std torchvision's
+weights were trained with (features about 2× larger, so the effective ``lambda_vgg`` changes). Both are
+average-pooled by 2 until their width is ≤ ``max_width`` (1024), which keeps 2048-wide training affordable.
 
 Weights come from the registry name ``vgg19`` (torchvision's ``vgg19-dcbb9e9d.pth``) through
 :func:`v2vcli.weights.resolve_weights`, loaded with ``torch.load(weights_only=True)``; only the ``features.*``
@@ -21,13 +23,14 @@ from torch import nn
 
 from v2vcli.errors import WeightsError
 
-__all__ = ["VGG19_LAYERS", "VGG19_LAYER_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "VGG19Features",
+__all__ = ["VGG19_LAYERS", "VGG19_LAYER_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "VGG_INPUTS", "VGG19Features",
            "load_vgg19_features", "pool_to_width", "VGGLoss"]
 
 VGG19_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 VGG19_LAYER_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG_INPUTS: tuple[str, ...] = ("official", "imagenet")  # loss.vgg_input: raw [-1, 1] | ImageNet-normalised
 _CUTS = (2, 7, 12, 21, 30)  # slice ends in torchvision's vgg19().features: after relu1_1, relu2_1, ...
 
 
@@ -109,8 +112,15 @@ class VGGLoss(nn.Module):
 
     def __init__(self, *, features: nn.Module | None = None, weights: str | Path | None = None,
                  weights_name: str = "vgg19", random_init: bool = False, verify: bool = True,
-                 layer_weights: Sequence[float] = VGG19_LAYER_WEIGHTS, max_width: int = 1024) -> None:
+                 layer_weights: Sequence[float] = VGG19_LAYER_WEIGHTS, max_width: int = 1024,
+                 input_norm: str = "official") -> None:
         super().__init__()
+        if input_norm not in VGG_INPUTS:
+            from v2vcli.errors import ConfigError, did_you_mean
+
+            raise ConfigError(f"loss.vgg_input '{input_norm}' is not one of {', '.join(VGG_INPUTS)}"
+                              f"{did_you_mean(input_norm, VGG_INPUTS)}")
+        self.input_norm = input_norm
         if features is None:
             features = VGG19Features() if random_init else load_vgg19_features(weights, name=weights_name,
                                                                                 verify=verify)
@@ -126,8 +136,10 @@ class VGGLoss(nn.Module):
         return self
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images → pooled to ≤ max_width, ImageNet-normalised."""
+        """[-1, 1] images → pooled to ≤ max_width; unchanged (official) or ImageNet-normalised (imagenet)."""
         x = pool_to_width(x, self.max_width)
+        if self.input_norm == "official":
+            return x
         return ((x + 1) / 2 - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) each, in [-1, 1]

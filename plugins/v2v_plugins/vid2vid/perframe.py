@@ -69,6 +69,7 @@ class PerFrameLossConfig:
     lambda_feat: float = 10.0
     lambda_vgg: float = 10.0
     vgg_weights: str = "vgg19"
+    vgg_input: Literal["official", "imagenet"] = "official"  # as vid2vid's loss.vgg_input
 
     def __post_init__(self) -> None:
         if self.lambda_feat < 0 or self.lambda_vgg < 0:
@@ -176,7 +177,8 @@ class PerFrame(VideoModel):
         lc = self.cfg.loss
         self.loss_fn = Vid2VidLoss(gan_mode=lc.gan_mode, lambda_feat=lc.lambda_feat, lambda_vgg=lc.lambda_vgg,
                                    lambda_flow=0, lambda_warp=0, lambda_temporal=0, lambda_mask=0,
-                                   vgg=self.vgg_module, vgg_weights_name=lc.vgg_weights).to(self.device)
+                                   vgg=self.vgg_module, vgg_weights_name=lc.vgg_weights,
+                                   vgg_input=lc.vgg_input).to(self.device)
 
     def train_step(self, batch: ClipBatch) -> StepResult:
         import torch
