@@ -74,7 +74,7 @@ def run_one(preset: str, device: str, steps: int, precision: str, batch: int, ge
         sets = [f"data.root={data}", f"run_dir={Path(tmp) / 'run'}", f"train.device={device}",
                 f"train.max_steps={steps + 1}", "train.checkpoint_every=100000", "train.log_every=1000",
                 f"train.precision={precision}", f"data.batch_size={batch}", f"data.n_frames_total={frames_total}",
-                "data.n_frames_start=0", "data.num_workers=2", "data.clips_per_sequence=64", "model.label_nc=0",
+                "data.num_workers=2", "data.clips_per_sequence=64", "model.label_nc=0",
                 f"model.channels_last={str(channels_last).lower()}"]
         for s in sets:
             raw = merge(raw, parse_set(s))

@@ -63,7 +63,7 @@ def test_from_config_with_vid2vid_config() -> None:
     with torch.device("meta"):
         ds = Vid2VidDiscriminators.from_config(cfg, label_channels=36)
     assert count_parameters(ds.image) == 11_213_572
-    assert ds.face is None and len(ds.temporal) == 3
+    assert ds.face is None and len(ds.temporal) == 2  # the official n_scales_temporal 2
     assert all(len(d.scales) == 4 for d in ds.temporal)  # num_D_T 0 → num_D
 
 

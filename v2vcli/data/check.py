@@ -163,8 +163,8 @@ class _Checker:
                     self.report.add(seq, modality, "bad flow file", f"{path} holds {shapes}; expected flow "
                                                                     f"({h}, {w}, 2) and conf ({h}, {w})")
                 elif not (np.isfinite(flow).all() and np.isfinite(conf).all()):
-                    bad = int(np.count_nonzero(~np.isfinite(flow))) + int(np.count_nonzero(~np.isfinite(conf)))
-                    self.report.add(seq, modality, "non-finite values", f"{path} holds {bad} NaN or Inf value(s); "
+                    n_bad = int(np.count_nonzero(~np.isfinite(flow))) + int(np.count_nonzero(~np.isfinite(conf)))
+                    self.report.add(seq, modality, "non-finite values", f"{path} holds {n_bad} NaN or Inf value(s); "
                                                                         f"re-extract the flow (`v2v extract flow "
                                                                         f"--overwrite`)")
                 elif index == 0 and (np.any(conf) or np.any(flow)):

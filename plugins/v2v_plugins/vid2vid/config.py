@@ -59,7 +59,7 @@ class Vid2VidConfig:
     ndf: int = 64
 
     # -- temporal discriminators ---------------------------------------------------------------------------------
-    n_scales_temporal: int = 3  # temporal scale k sees n_frames_D frames taken every n_frames_D^k frames
+    n_scales_temporal: int = 2  # (official default) temporal scale k sees n_frames_D frames, n_frames_D^k apart
     n_frames_D: int = 3
     num_D_T: int = 0  # spatial scales of each temporal D; 0 = num_D
 

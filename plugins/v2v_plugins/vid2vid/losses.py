@@ -147,7 +147,7 @@ def photometric_confidence(real: torch.Tensor, real_prev: torch.Tensor, flow_ref
                            threshold: float = 0.02) -> torch.Tensor:
     """(N, 1, H, W) float mask: 1 where Σ_c (real − warp(real_prev, flow_ref))² < ``threshold``.
 
-    As the official code (models/flownet.py, ``compute_conf``): the *squared* error summed over RGB, images in
+    As the official code (models/flownet.py, ``compute_flow_and_conf``): the *squared* error summed over RGB, images in
     [-1, 1], no square root, so 0.02 admits ‖d‖ < 0.141 (about 10 grey levels per channel).
     """
     with _fp32_off(real), torch.no_grad():
