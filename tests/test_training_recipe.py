@@ -231,15 +231,34 @@ def test_init_from_also_loads_the_discriminators_that_fit() -> None:
     assert all(torch.equal(own[k], src[k]) for k in same)
 
 
-def test_a_temporal_scale_the_schedule_never_feeds_is_a_config_error() -> None:
+def test_a_temporal_scale_the_schedule_never_feeds_is_a_config_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from v2v_plugins.train.loop import check_training_config
+
+    from v2vcli.cli import build_app
+
     with pytest.raises(ConfigError, match=r"temporal scale 1 needs 7 generated frames.*never trains on more than 4"):
-        load_config([TINY / "tiny.yaml"], ["model.n_scales_temporal=2", "data.n_frames_total=4",
-                                           "train.niter_step=0"])
+        check_training_config(load_config([TINY / "tiny.yaml"], ["model.n_scales_temporal=2",
+                                                                 "data.n_frames_total=4", "train.niter_step=0"]))
     # street_512 reaches 6·2^3 = 48 frames in its 20 epochs: scale 3 (55 frames) never trains
     with pytest.raises(ConfigError, match="set model.n_scales_temporal=3"):
-        load_config([TINY / "street_512.yaml"], ["model.n_scales_temporal=5"])
-    cfg = load_config([TINY / "tiny.yaml"], ["model.n_scales_temporal=2"])  # 4 → 8 frames after 5 epochs: fine
-    assert cfg.model.n_scales_temporal == 2
+        check_training_config(load_config([TINY / "street_512.yaml"], ["model.n_scales_temporal=5"]))
+    check_training_config(load_config([TINY / "tiny.yaml"], ["model.n_scales_temporal=2"]))  # 4 → 8 frames: fine
+    # through the CLI: one Error line before anything starts, no run folder
+    from v2v_plugins.world import write_world
+
+    data = write_world(tmp_path / "world", seed=0, size=(64, 32), frames=8, sequences=2, val=0, progress=False)
+    res = CliRunner().invoke(build_app(), ["train", "--config", str(TINY / "tiny.yaml"), "--data", str(data),
+                                           "--run-dir", str(tmp_path / "run"), "--set", "model.n_scales_temporal=4"])
+    assert res.exit_code != 0 and "Error: model.n_scales_temporal=4: temporal scale 3 needs 55" in res.output
+    assert not (tmp_path / "run").exists()
+    # scales the schedule reaches but 6-frame clips (8-frame sequences) cannot feed: a warning, training goes on
+    res = CliRunner().invoke(build_app(), ["train", "--config", str(TINY / "tiny.yaml"), "--data", str(data),
+                                           "--run-dir", str(tmp_path / "run2"), "--max-steps", "1", "--device", "cpu",
+                                           "--set", "model.n_scales_temporal=3", *[x for s in SIZE for x in ("--set", s)]])
+    assert res.exit_code == 0, res.output
+    assert "temporal scale(s) [1, 2] never train on this dataset" in " ".join(res.output.split())  # 8 - 2 frames
 
 
 def test_plan_shows_the_official_curriculum(tmp_path: Path) -> None:

@@ -302,10 +302,10 @@ def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file '{p}' does not exist; pass an existing YAML file "
-                          f"(presets are in examples/configs/)")
+    """A config file's mapping; ``path`` may also name a shipped preset (``street_512``, see ``v2v presets``)."""
+    from v2vcli.presets import resolve_config
+
+    p = resolve_config(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -396,11 +396,6 @@ def build_config(raw: Mapping[str, Any]) -> V2VConfig:
         cfg.run_dir = _coerce(raw["run_dir"], str, "run_dir")
     if seed is not None:
         cfg.seed = _coerce(seed, int, "seed")
-    from v2vcli.registry import get_registry
-
-    check = getattr(get_registry().get_model(name), "check_config", None)
-    if callable(check):  # cross-section rules of the model (e.g. vid2vid: every temporal scale can become active)
-        check(cfg)
     return cfg
 
 

@@ -21,7 +21,7 @@ from v2vcli.hookspecs import hookimpl
 
 __all__ = ["v2v_register_commands", "resolve_train_config", "check_launch_device", "launch_elastic_from_cli"]
 
-CONFIG_HELP = "YAML config file(s), merged in order (presets in examples/configs/)."
+CONFIG_HELP = "YAML config file(s) or preset names (`v2v presets`), merged in order."
 
 
 def resolve_train_config(config: list[str], sets: list[str], flags: dict[str, Any], resume: bool) -> Any:
@@ -131,6 +131,9 @@ def v2v_register_commands(app: typer.Typer) -> None:
         if train_flags:
             flags["train"] = train_flags
         cfg = resolve_train_config(config, set_, flags, resume)
+        from .loop import check_training_config
+
+        check_training_config(cfg)  # before any worker starts
         if plan:
             _print_plan(cfg, init_from=bool(init_from), world_size=gpus * nnodes, as_json=json_)
             return

@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     from v2vcli.config import V2VConfig
     from v2vcli.model import VideoModel
 
-__all__ = ["TrainResult", "LoopState", "resolve_device", "train", "training_plan", "clip_schedule", "rng_state",
-           "set_rng_state"]
+__all__ = ["TrainResult", "LoopState", "resolve_device", "train", "training_plan", "clip_schedule",
+           "check_training_config", "rng_state", "set_rng_state"]
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,16 @@ def _trained_any_step(run_dir: Path) -> bool:
     return False
 
 
+def check_training_config(cfg: V2VConfig) -> None:
+    """The model's own rules for a training config (vid2vid: every temporal scale can become active within the
+    schedule); checked when training or planning starts, not when a finished run's config is read back."""
+    from v2vcli.registry import get_registry
+
+    check = getattr(get_registry().get_model(cfg.model.name), "check_config", None)
+    if callable(check):
+        check(cfg)
+
+
 def clip_schedule(cfg: V2VConfig, dataset: Any, history: int) -> Any:
     """The clip-length schedule of a run on ``dataset`` (a :class:`~v2vcli.data.clips.ClipDataset`): the official
     cap min(128, longest training sequence) - (n_frames_G - 1)."""
@@ -234,6 +244,7 @@ def training_plan(cfg: V2VConfig, *, init_from: bool = False, world_size: int = 
     from v2vcli.model import linear_decay
     from v2vcli.registry import get_registry
 
+    check_training_config(cfg)
     ds = _check_dataset(cfg.data.root)
     label_set = ds.label_set("seg") if "seg" in cfg.data.inputs else None
     history = 0 if getattr(cfg.model, "history", "real") == "empty" else int(getattr(cfg.model, "n_past", 0) or 0)
@@ -284,6 +295,7 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
 
     from .logging import TrainLogger, validate, write_sample
 
+    check_training_config(cfg)
     device = resolve_device(cfg.train.device)
     check_sync_batch_norm(cfg, device.type, int(os.environ.get("WORLD_SIZE", "1") or 1))
     dist = init_distributed(device.type)
@@ -350,6 +362,9 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
         raise DatasetError(f"split '{cfg.data.split}' of '{ds.root}' has no sequence long enough for a clip "
                            f"({model.history_frames + 1} frames)")
     schedule = clip_schedule(cfg, dataset, model.history_frames)
+    check_schedule = getattr(model, "check_schedule", None)
+    if callable(check_schedule) and main:
+        check_schedule(schedule.max_frames(cfg.optim.niter + cfg.optim.niter_decay))
     epochs = cfg.optim.niter + cfg.optim.niter_decay
     sampler = ClipBatchSampler(len(dataset), cfg.data.batch_size, seed=cfg.seed, schedule=schedule, epochs=epochs,
                                start_epoch=loop.epoch, start_batch=loop.next_batch, rank=dist.rank,

@@ -213,6 +213,18 @@ class Vid2VidModel(Vid2Vid, VideoModel):
                               f"{cfg.train.niter_step} epochs over {epochs} epochs, at most 128 - "
                               f"{cfg.model.n_past}); set model.n_scales_temporal={k} or train on longer clips")
 
+    def check_schedule(self, longest_clip: int) -> None:
+        """Warn about temporal scales this dataset can never feed (its sequences are too short for their span)."""
+        from .discriminators import TemporalScale
+
+        tD = int(self.cfg.model.n_frames_D)
+        never = [k for k in range(int(self.cfg.model.n_scales_temporal))
+                 if TemporalScale(k, tD ** k, tD).span > longest_clip]
+        if never:
+            log.warning("temporal scale(s) %s never train on this dataset: the longest training clip has %d generated "
+                        "frames, scale %d needs %d; use longer sequences or set model.n_scales_temporal=%d",
+                        never, longest_clip, never[0], TemporalScale(never[0], tD ** never[0], tD).span, never[0])
+
     @classmethod
     def plan_epoch(cls, cfg: V2VConfig, epoch: int, clip_frames: int, *, init_from: bool = False) -> dict[str, Any]:
         """What one training sequence of ``clip_frames`` generated frames does in ``epoch`` (``v2v train --plan``)."""
