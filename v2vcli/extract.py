@@ -244,6 +244,8 @@ class SequenceReport:
     frames: int
     seconds: float = 0.0
     source: str = ""
+    detected: int | None = None  # frames with a detection (extractors that detect something), else None
+    detection_rate: float | None = None  # detected / frames
 
 
 @dataclass
@@ -288,6 +290,8 @@ class _Context:
     config: Any
     device: str
     frames_ext: str  # ".jpg" or ".png" for frames this run writes
+    allow_empty: bool = False  # keep a sequence in which a detecting extractor found nothing
+    other_backends: tuple[str, ...] = ()  # named by the error for such a sequence
 
 
 @dataclass(frozen=True)
@@ -501,6 +505,7 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
         fps, size = reader.fps, reader.size
         frames = iter(reader)
     count = 0
+    hits = [0, 0]  # frames the extractor judged, frames with a detection
     box: tuple[int, int, int, int] | None = None
     try:
         extractor.start_sequence(job.seq, fps, size)
@@ -531,12 +536,17 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
 
         def run(index: int, frame: np.ndarray) -> dict[str, Any]:
             try:
-                return extractor.process(frame, index)  # type: ignore[no-any-return]
+                result = extractor.process(frame, index)
+                hit = extractor.detected(result)
             except V2VError:
                 raise
             except Exception as exc:
                 raise PluginError(f"extractor '{ctx.kind}/{ctx.backend}' failed on frame {index} of '{job.seq}': "
                                   f"{type(exc).__name__}: {exc}") from exc
+            if hit is not None:
+                hits[0] += 1
+                hits[1] += int(bool(hit))
+            return result  # type: ignore[no-any-return]
 
         def write(index: int, result: Mapping[str, Any]) -> None:
             for name in _write_outputs(ctx, job.seq, index, result, declared, size):
@@ -545,6 +555,7 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
             progress(1)
 
         count = _pipeline(frames, stored, run, write)
+        _check_detections(ctx, job.seq, extractor, hits)
     except BaseException:
         _remove_partial(ctx, job, outputs)
         raise
@@ -574,11 +585,38 @@ def _run_sequence(ctx: _Context, job: _Job, extractor: Extractor, progress: Call
         header["outputs"] = list(dict.fromkeys([*declared, *km.get("outputs", []), *written]))
         seqs = dict(km.get("sequences", {}))
         seqs[job.seq] = {"count": count}
+        if hits[0]:
+            seqs[job.seq].update(detected_frames=hits[1], detection_rate=round(hits[1] / hits[0], 4))
         write_json(ds.meta_path(ctx.kind), json.loads(json.dumps({**header, "sequences": dict(sorted(seqs.items()))},
                                                                  default=str)))
     seconds = time.perf_counter() - t0
     log.info("%s: %s %d frames (%.1f frames/s)", job.seq, ctx.kind, count, count / seconds if seconds else 0.0)
-    return SequenceReport(job.seq, "extracted", count, round(seconds, 3), job.source)
+    return SequenceReport(job.seq, "extracted", count, round(seconds, 3), job.source,
+                          hits[1] if hits[0] else None, round(hits[1] / hits[0], 4) if hits[0] else None)
+
+
+LOW_DETECTION_RATE = 0.5  # below it a sequence gets a warning line
+
+
+def _check_detections(ctx: _Context, seq: str, extractor: Extractor, hits: list[int]) -> None:
+    """A sequence in which a detecting extractor found nothing is an error (unless ``allow_empty``); one found in
+    fewer than half of its frames gets a warning."""
+    judged, found = hits
+    if not judged:
+        return
+    what = getattr(extractor, "detects", "") or "detection"
+    fixes = []
+    if ctx.other_backends:
+        fixes.append(f"another backend (--backend {' or '.join(ctx.other_backends)})")
+    fixes.append("a larger --resize (or none)")
+    if hasattr(extractor.config, "min_size"):
+        fixes.append("a larger --min-size")
+    if found == 0 and not ctx.allow_empty:
+        raise DatasetError(f"no {what} found in any of the {judged} frames of '{seq}' by {ctx.kind}/{ctx.backend}; "
+                           f"try {', '.join(fixes)}, or pass --allow-empty to keep the sequence as it is")
+    if found / judged < LOW_DETECTION_RATE:
+        log.warning("%s: %s/%s found a %s in only %d of %d frames (%.0f%%); check the result, or try %s",
+                    seq, ctx.kind, ctx.backend, what, found, judged, 100.0 * found / judged, ", ".join(fixes))
 
 
 def _error_payload(exc: BaseException) -> tuple[str, str, str]:
@@ -807,11 +845,13 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
                    options: Mapping[str, Any] | None = None, workers: int = 1, resize: tuple[int, int] | None = None,
                    fps: float | None = None, start: float | None = None, end: float | None = None,
                    device: str = "cpu", frames_format: str | None = "jpg", progress: bool | None = None,
-                   overwrite: bool = False) -> ExtractionReport:
+                   overwrite: bool = False, allow_empty: bool = False) -> ExtractionReport:
     """Extract ``kind`` from ``inputs`` into ``dataset`` (see the module docstring).
 
     ``frames_format`` is "jpg" or "png" for frames this run writes (None: the dataset's format, else jpg);
-    ``progress`` None shows a bar only on a terminal; ``overwrite`` deletes earlier results of ``kind`` first.
+    ``progress`` None shows a bar only on a terminal; ``overwrite`` deletes earlier results of ``kind`` first;
+    ``allow_empty`` keeps a sequence in which a detecting extractor (pose, face edges, selfie, detectron2) found
+    nothing, which is otherwise an error.
     """
     from v2vcli.io.video import open_video
     from v2vcli.registry import get_registry
@@ -892,7 +932,9 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
                                f"{_fmt_options(frame_options)}; re-run with the same frame options, or extract "
                                f"into another dataset (-o)")
         if entry is not None and src.seq in done:
-            reports.append(SequenceReport(src.seq, "skipped", int(entry["count"]), 0.0, str(entry.get("source", ""))))
+            recorded = (km or {}).get("sequences", {}).get(src.seq) or {}
+            reports.append(SequenceReport(src.seq, "skipped", int(entry["count"]), 0.0, str(entry.get("source", "")),
+                                          recorded.get("detected_frames"), recorded.get("detection_rate")))
             continue
         if entry is not None:
             jobs.append(_Job(src.seq, str(entry.get("source", source)), True, int(entry["count"]), f".{stored_fmt}",
@@ -918,7 +960,8 @@ def run_extraction(kind: str, inputs: Sequence[str | Path], dataset: str | Path,
         return report
     created_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    ctx = _Context(root, kind, backend, plugin, cls, config, device, f".{frames_format}")
+    others = tuple(b for b in registry.extractor_kinds().get(kind, []) if b != backend)
+    ctx = _Context(root, kind, backend, plugin, cls, config, device, f".{frames_format}", allow_empty, others)
     counts = [j.count for j in jobs]
     total = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
     import sys

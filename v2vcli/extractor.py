@@ -60,6 +60,10 @@ class Extractor(ABC):
     default: ClassVar[bool] = False  # the backend used when --backend is not given
     outputs: ClassVar[tuple[str, ...]] = ()  # output folders written (e.g. ("seg", "inst"))
     description: ClassVar[str] = ""
+    # What a detecting extractor finds per frame ("person", "face"); "" for one that detects nothing. The runner
+    # reports each sequence's detection rate (frames where :meth:`detected` is true), warns below 50% and refuses a
+    # sequence without any detection unless --allow-empty is given.
+    detects: ClassVar[str] = ""
     Config: ClassVar[type] = NoOptions
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
@@ -85,6 +89,10 @@ class Extractor(ABC):
     def process(self, frame: np.ndarray, index: int) -> dict[str, Any]:
         """Return the outputs of RGB uint8 ``frame`` (H, W, 3), the ``index``-th frame of the sequence."""
         ...  # abstract: see the class docstring
+
+    def detected(self, outputs: dict[str, Any]) -> bool | None:
+        """Whether the frame whose :meth:`process` result is ``outputs`` had a detection (None: not a detector)."""
+        return None
 
     def close(self) -> None:
         """Release models and resources."""

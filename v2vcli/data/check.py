@@ -88,6 +88,7 @@ def _modality_meta(ds: Dataset) -> dict[str, dict[str, Any]]:
 class _Checker:
     def __init__(self, ds: Dataset, report: CheckReport, decode: bool, tick: Callable[[int], None]) -> None:
         self.ds, self.report, self.decode, self.tick = ds, report, decode, tick
+        self.people: dict[tuple[str, str], list[int]] = {}  # (seq, pose modality) -> [json files read, with people]
 
     def files(self, modality: str, seq: str, count: int, size: tuple[int, int], expect_ext: str | None,
               label_set: LabelSet | None, is_flow: bool) -> None:
@@ -180,9 +181,34 @@ class _Checker:
                                                                         f"re-extract '{modality}' with --overwrite")
         elif ext == ".json":
             try:
-                json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
                 self.report.add(seq, modality, "corrupt file", f"{path} is not valid JSON ({exc})")
+                return
+            if modality == "pose":
+                seen = self.people.setdefault((seq, modality), [0, 0])
+                seen[0] += 1
+                seen[1] += bool(isinstance(data, dict) and isinstance(data.get("people"), list) and data["people"])
+
+
+def _check_pose_people(report: CheckReport, checker: _Checker, meta: dict[str, Any] | None, seq: str) -> None:
+    """A pose sequence in which nobody was found trains a model on black frames: a problem. The pose JSONs decide
+    when they were read (decode); otherwise the detection rate recorded at extraction does."""
+    read, found = checker.people.get((seq, "pose"), [0, 0])
+    recorded = meta.get("sequences", {}).get(seq) if meta is not None and isinstance(meta.get("sequences"), dict) \
+        else None
+    rate = recorded.get("detection_rate") if isinstance(recorded, dict) else None
+    if read:
+        empty = found == 0
+        detail = f"no person in any of its {read} pose JSON files"
+    elif isinstance(rate, (int, float)):
+        empty = rate == 0
+        detail = "no person in any frame (detection rate 0 in meta/pose.json)"
+    else:
+        return
+    if empty:
+        report.add(seq, "pose", "empty pose", f"{detail}; re-extract it with another backend (`v2v extract pose "
+                                              f"--backend ...`) or a larger --resize, or drop the sequence")
 
 
 def _iter_dirs(root: Path) -> Iterator[Path]:
@@ -254,6 +280,8 @@ def check_dataset(root: str | Path, *, decode: bool = True, progress: bool | Non
                                                                     f"frames, meta/frames.json {count}")
                 expect = f".{fmt}" if modality == "frames" else None
                 checker.files(modality, seq, count, size, expect, label_set, modality == "flow")
+                if modality == "pose":
+                    _check_pose_people(report, checker, meta, seq)
         for modality in modalities:
             for folder in _iter_dirs(ds.root / modality):
                 if folder.name not in sequences:

@@ -21,7 +21,7 @@ from v2vcli.hookspecs import hookimpl
 __all__ = ["v2v_register_commands", "make_extract_command"]
 
 _RUNNER_OPTIONS = {"inputs", "output", "backend", "workers", "resize", "fps", "start", "end", "device",
-                   "frames_format", "overwrite", "json_out", "progress"}
+                   "frames_format", "overwrite", "json_out", "progress", "allow_empty"}
 
 
 def _cli_type(tp: Any) -> tuple[Any, str]:
@@ -95,6 +95,10 @@ def make_extract_command(kind: str, classes: dict[str, type], default_backend: s
         inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                           default=typer.Option(False, "--overwrite", help=f"Delete earlier '{kind}' results "
                                                                           f"first.")),
+        inspect.Parameter("allow_empty", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--allow-empty",
+                                               help="Keep a sequence in which nothing was detected (pose, face "
+                                                    "edges, selfie, detectron2); otherwise an error.")),
         inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, annotation=bool | None,
                           default=typer.Option(None, "--progress/--no-progress",
                                                help="Progress bar (default: on a terminal).")),
@@ -142,15 +146,21 @@ def make_extract_command(kind: str, classes: dict[str, type], default_backend: s
                                 workers=kw["workers"], resize=parse_size(kw["resize"]), fps=kw["fps"],
                                 start=kw["start"], end=kw["end"], device=kw["device"],
                                 frames_format=kw["frames_format"], progress=kw["progress"],
-                                overwrite=kw["overwrite"])
+                                overwrite=kw["overwrite"], allow_empty=kw["allow_empty"])
         if kw["json_out"]:
             print_json(report.to_dict())
             return
         rows = [[s.seq, s.status, s.frames, f"{s.frames / s.seconds:.1f}" if s.seconds else "-"]
                 for s in report.sequences]
+        columns = ["sequence", "status", "frames", "frames/s"]
+        if any(s.detection_rate is not None for s in report.sequences):  # a detecting extractor: its hit rate
+            columns.append("detected")
+            for row, s in zip(rows, report.sequences):
+                row.append(f"{s.detected}/{s.frames} ({s.detection_rate:.0%})" if s.detection_rate is not None
+                           else "-")
         rank = f" rank {report.rank}/{report.world_size}" if report.world_size > 1 else ""
         print_table(f"{kind}/{report.backend} → {report.dataset}{rank} ({report.frames} frames, {report.fps:.1f} "
-                    f"frames/s)", ["sequence", "status", "frames", "frames/s"], rows)
+                    f"frames/s)", columns, rows)
 
     first = next(iter(classes.values()))
     descriptions = [getattr(c, "description", "") for c in classes.values() if getattr(c, "description", "")]

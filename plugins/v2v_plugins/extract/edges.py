@@ -114,6 +114,7 @@ class FaceEdges(Extractor):
     default: ClassVar[bool] = False
     outputs: ClassVar[tuple[str, ...]] = ("edges",)
     description: ClassVar[str] = "face-mesh part curves + Canny elsewhere (vid2vid face data), mediapipe"
+    detects: ClassVar[str] = "face"
     Config: ClassVar[type] = FaceEdgesOptions
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
@@ -229,6 +230,9 @@ class FaceEdges(Extractor):
                     else np.full((h, w, len(PART_NAMES)), DIST_CLIP, np.float32))
             out["edge_dist"] = FloatMaps(maps)
         return out
+
+    def detected(self, outputs: dict[str, Any]) -> bool:
+        return bool(outputs["edges.json"]["people"])
 
     def _log_sequence(self) -> None:
         if self.frames_seen:

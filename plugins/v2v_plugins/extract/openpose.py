@@ -5,6 +5,9 @@ renderings can be driven by OpenPose output and the other way round. This module
 
 * :func:`body25_from_mediapipe` maps mediapipe's 33 pose landmarks to OpenPose BODY_25 (neck and mid-hip are the
   midpoints of the shoulders and hips; mediapipe has no small toes, so BODY_25 points 20 and 23 stay undetected).
+* :func:`body25_from_coco17` maps the 17 COCO keypoints of detectron2's Keypoint R-CNN to BODY_25 (table
+  :data:`BODY25_FROM_COCO17`): neck and mid-hip are the midpoints of the shoulders and hips with the lower of the two
+  confidences; COCO has no feet, so BODY_25 points 19-24 (toes, heels) are absent (confidence 0).
 * :func:`face70_from_mesh` picks the 68 dlib/OpenPose face points from the 468-point face mesh and adds the two
   pupils (centres of the eye contours) as points 68 and 69.
 * :func:`render_openpose` draws limbs and keypoints on black in OpenPose's colours: a limb has the colour of its
@@ -35,6 +38,10 @@ __all__ = [
     "FACE70_FROM_MESH",
     "POSE_JSON_VERSION",
     "body25_from_mediapipe",
+    "body25_from_coco17",
+    "BODY25_FROM_COCO17",
+    "COCO17_NAMES",
+    "render_people",
     "face70_from_mesh",
     "hand21_from_mediapipe",
     "render_openpose",
@@ -55,6 +62,18 @@ BODY_25_NAMES: tuple[str, ...] = (
 # BODY_25 index -> mediapipe pose index; None: derived (neck, mid-hip) or absent (small toes).
 _BODY25_FROM_MP: tuple[int | None, ...] = (
     0, None, 12, 14, 16, 11, 13, 15, None, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7, 31, None, 29, 32, None, 30,
+)
+
+COCO17_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+)
+
+# BODY_25 index -> COCO-17 index; None: a midpoint (1 neck: shoulders 5+6, 8 mid-hip: hips 11+12) or absent (19-24:
+# COCO has no toes or heels).
+BODY25_FROM_COCO17: tuple[int | None, ...] = (
+    0, None, 6, 8, 10, 5, 7, 9, None, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3, None, None, None, None, None, None,
 )
 
 # Limbs in OpenPose's render order (BODY_25).
@@ -140,6 +159,27 @@ def body25_from_mediapipe(pose33: np.ndarray, size: tuple[int, int]) -> np.ndarr
     return out
 
 
+def body25_from_coco17(kp17: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """BODY_25 ``(25, 3)`` [x, y, c] from COCO-17 keypoints ``(17, 3)`` [x, y, score] in pixels (detectron2's
+    ``pred_keypoints``, score = the keypoint's heatmap probability).
+
+    Neck and mid-hip are the midpoints of the shoulders and of the hips, with the lower confidence of the two; points
+    COCO lacks (feet), points outside the frame and points of confidence 0 are [0, 0, 0], OpenPose's "not
+    detected". Confidences are clipped to [0, 1].
+    """
+    kp = np.asarray(kp17, np.float64).reshape(17, 3)
+    out = np.zeros((25, 3), np.float64)
+    for i, j in enumerate(BODY25_FROM_COCO17):
+        if j is not None:
+            out[i] = kp[j]
+    for i, (a, b) in ((1, (5, 6)), (8, (11, 12))):
+        out[i, :2] = (kp[a, :2] + kp[b, :2]) / 2
+        out[i, 2] = min(kp[a, 2], kp[b, 2])
+    out[:, 2] = np.clip(np.nan_to_num(out[:, 2]), 0.0, 1.0)
+    out[~_in_frame(out, size) | (out[:, 2] <= 0)] = 0.0
+    return out
+
+
 def face70_from_mesh(mesh: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Face ``(70, 3)`` [x, y, c] from face-mesh landmarks ``(468 or 478, >=2)`` in pixels; c is 1 in the frame."""
     pts = np.zeros((70, 3), np.float64)
@@ -210,6 +250,16 @@ def render_openpose(size: tuple[int, int], body: np.ndarray | None, face: np.nda
             _draw(canvas, hand, HAND_PAIRS, HAND_COLORS, part_threshold)
     if face is not None:
         _draw(canvas, face, FACE_PAIRS, (FACE_COLOR,), part_threshold)
+    return canvas
+
+
+def render_people(size: tuple[int, int], bodies: Sequence[np.ndarray], *, threshold: float = 0.05) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``: every person's BODY_25 drawn on one black canvas as OpenPose renders several people
+    (each person's limbs and points with its own thickness, in the order given: later people over earlier ones)."""
+    w, h = size
+    canvas = np.zeros((h, w, 3), np.uint8)
+    for body in bodies:
+        _draw(canvas, body, BODY_25_PAIRS, BODY_25_COLORS, threshold)
     return canvas
 
 

@@ -1,4 +1,5 @@
-"""Pose extractor plugin: ``v2v extract pose`` with the ``mediapipe`` backend (offline, models in the wheel).
+"""Pose extractor plugin: ``v2v extract pose`` with the ``mediapipe`` backend (the default: offline, models in the
+wheel, one person) and ``detectron2`` (every person, :mod:`v2v_plugins.extract.pose_detectron2`).
 
 Per frame it writes ``pose/<seq>/NNNNNN.png`` (the person drawn in OpenPose's colours at the frame size, black
 when nobody is found) and ``pose/<seq>/NNNNNN.json`` (the fixed OpenPose-compatible JSON, see
@@ -169,6 +170,7 @@ class MediapipePose(Extractor):
     default: ClassVar[bool] = True
     outputs: ClassVar[tuple[str, ...]] = ("pose",)
     description: ClassVar[str] = "OpenPose BODY_25 (+ hands, face) from mediapipe Pose/Holistic, offline"
+    detects: ClassVar[str] = "person"
     Config: ClassVar[type] = PoseOptions
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
@@ -247,6 +249,9 @@ class MediapipePose(Extractor):
         person = person_json(body, face, left, right, pose33)
         return {"pose": rendering, "pose.json": pose_json([person])}
 
+    def detected(self, outputs: dict[str, Any]) -> bool:
+        return bool(outputs["pose.json"]["people"])
+
     def close(self) -> None:
         end_quiet(self)
         if self._model is not None:
@@ -256,4 +261,7 @@ class MediapipePose(Extractor):
 
 @hookimpl
 def v2v_register_extractors(register: Any) -> None:
+    from v2v_plugins.extract.pose_detectron2 import Detectron2Pose  # detectron2 itself is imported on use
+
     register("pose", "mediapipe", MediapipePose)
+    register("pose", "detectron2", Detectron2Pose)

@@ -6,7 +6,8 @@ detection score or area; not tracked across frames). ``--preview`` adds ``seg_pr
 labels drawn in the label set's colours with instance outlines in white.
 
 ``detectron2``: a detectron2 model, Panoptic FPN R50 3x by default, from a model-zoo config name or a .yaml
-config path plus ``--weights``. detectron2 is not on PyPI (install command in :data:`DETECTRON2_INSTALL`).
+config path plus ``--weights`` (read safely, see :mod:`v2v_plugins.extract.detectron2_backend`); ``--min-size``
+sets the test-time resize. detectron2 is not on PyPI (install command in :data:`DETECTRON2_INSTALL`).
 Outputs are converted by :mod:`v2v_plugins.extract.detectron2_convert` (COCO panoptic ids, or Cityscapes labelIds
 for a Cityscapes model). Model-zoo weights are fetched by detectron2 only when downloads are allowed
 (``V2V_ALLOW_DOWNLOAD=1``), as for every v2v weight file; otherwise pass ``--weights PATH``.
@@ -18,15 +19,14 @@ background (0); instances are the connected components of the person mask, large
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from v2v_plugins.extract.detectron2_backend import DETECTRON2_INSTALL
 from v2vcli.data.layout import LabelSet
-from v2vcli.errors import ConfigError, PluginError, WeightsError
+from v2vcli.errors import ConfigError, PluginError
 from v2vcli.extractor import Extractor
 from v2vcli.hookspecs import hookimpl
 
@@ -36,23 +36,16 @@ __all__ = ["Detectron2Seg", "Detectron2Options", "SelfieSeg", "SelfieOptions", "
 log = logging.getLogger(__name__)
 
 DEFAULT_DETECTRON2_MODEL = "COCO-PanopticSegmentation/panoptic_fpn_R_50_3x.yaml"
-# detectron2 builds against the installed torch (hence no build isolation); its setup still imports
-# pkg_resources, which setuptools 81 removed.
-DETECTRON2_INSTALL = ("pip install 'setuptools<81' && pip install --no-build-isolation "
-                      "'git+https://github.com/facebookresearch/detectron2.git'")
 
 
 def import_detectron2() -> Any:
-    """Import detectron2 or raise a PluginError with the install command."""
+    """Import detectron2 or raise a one-line PluginError with the install command (or the setuptools fix)."""
+    from v2v_plugins.extract.detectron2_backend import import_detectron2 as _import
+
     try:
-        import detectron2
-        from detectron2 import model_zoo  # noqa: F401  (the loader needs these; fail here, not mid-run)
-        from detectron2.engine import DefaultPredictor  # noqa: F401
-    except ImportError as exc:
-        raise PluginError(f"seg backend 'detectron2' needs detectron2, which is not on PyPI ({exc}); install it "
-                          f"with {DETECTRON2_INSTALL} (see https://detectron2.readthedocs.io/en/latest/tutorials/"
-                          f"install.html), or use --backend selfie for person/background") from exc
-    return detectron2
+        return _import("seg backend 'detectron2'")
+    except PluginError as exc:
+        raise PluginError(f"{exc}; or use --backend selfie for person/background") from exc
 
 
 def render_preview(seg: np.ndarray, inst: np.ndarray, label_set: LabelSet) -> np.ndarray:
@@ -86,75 +79,40 @@ class Detectron2Options:
         "help": "Model weights file (.pkl/.pth); default: the model zoo's checkpoint of --model (downloaded only "
                 "with V2V_ALLOW_DOWNLOAD=1)."})
     score_threshold: float = field(default=0.5, metadata={"help": "Keep detected things scoring at least this (0-1)."})
+    min_size: int = field(default=0, metadata={
+        "help": "detectron2's test-time resize: the shorter side the model sees (INPUT.MIN_SIZE_TEST; 0 keeps the "
+                "config's, 800 for the model zoo). CPU time grows with its square; outputs keep the frame size."})
     preview: bool = field(default=False, metadata={"help": "Also write colourised previews under seg_preview/."})
 
     def check(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ConfigError(f"seg option score-threshold must be in [0, 1], got {self.score_threshold}")
-
-
-def _downloads_allowed() -> bool:
-    return os.environ.get("V2V_ALLOW_DOWNLOAD", "") not in ("", "0", "false")
+        if self.min_size < 0:
+            raise ConfigError(f"seg option min-size must be >= 0 (0: the config's), got {self.min_size}")
 
 
 def load_detectron2(options: Detectron2Options, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
     """Build detectron2's ``DefaultPredictor`` for ``options``; returns (predictor, ModelClasses, info)."""
     import_detectron2()
-    from detectron2 import model_zoo
-    from detectron2.config import get_cfg
     from detectron2.data import MetadataCatalog
-    from detectron2.engine import DefaultPredictor
 
+    from v2v_plugins.extract.detectron2_backend import (build_predictor, detectron2_versions, load_config, quiet,
+                                                        resolve_weights)
     from v2v_plugins.extract.detectron2_convert import ModelClasses
 
-    cfg = get_cfg()
-    config_path = Path(options.model).expanduser()
-    zoo_url: str | None = None
-    if options.model.endswith(".py"):
-        raise ConfigError(f"seg --model '{options.model}': detectron2 LazyConfig (.py) models are not supported; "
-                          f"use a .yaml config")
-    if config_path.is_file():
-        config_file = str(config_path)
-    else:
-        try:
-            config_file = model_zoo.get_config_file(options.model)
-            zoo_url = model_zoo.get_checkpoint_url(options.model)
-        except RuntimeError as exc:
-            raise ConfigError(f"seg --model '{options.model}' is neither a config file nor a detectron2 model-zoo "
-                              f"name ({exc}); e.g. {DEFAULT_DETECTRON2_MODEL}") from exc
-    try:
-        cfg.merge_from_file(config_file)
-    except (KeyError, ValueError, AssertionError, OSError) as exc:
-        # e.g. a detectron2 project's config whose keys need that project's add_*_config()
-        raise ConfigError(f"seg --model '{options.model}' is not a config detectron2's get_cfg() can read: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    if options.weights:
-        weights = Path(options.weights).expanduser()
-        if not weights.is_file():
-            raise WeightsError(f"seg --weights '{options.weights}': no such file")
-        cfg.MODEL.WEIGHTS = str(weights)
-    elif zoo_url is not None:
-        if not _downloads_allowed():
-            raise WeightsError(f"detectron2 weights for '{options.model}' are not given: download {zoo_url} and "
-                               f"pass --weights PATH, or set V2V_ALLOW_DOWNLOAD=1 to let detectron2 fetch them")
-        log.info("detectron2 fetches %s (cached under ~/.torch/iopath_cache)", zoo_url)
-        cfg.MODEL.WEIGHTS = zoo_url
-    elif not cfg.MODEL.WEIGHTS:
-        raise WeightsError(f"config '{options.model}' names no weights (MODEL.WEIGHTS); pass --weights PATH")
-    cfg.MODEL.DEVICE = device
+    cfg, zoo_url = load_config(options.model, "seg", DEFAULT_DETECTRON2_MODEL)
+    weights = resolve_weights(cfg, options.weights, zoo_url, "seg", options.model)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = options.score_threshold
     if "PANOPTIC_FPN" in cfg.MODEL:
         cfg.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = options.score_threshold
-    cfg.freeze()
-    try:
-        predictor = DefaultPredictor(cfg)
-    except (RuntimeError, OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
-        raise PluginError(f"detectron2 could not build '{options.model}' with weights '{cfg.MODEL.WEIGHTS}': "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    predictor = build_predictor(cfg, weights, what="seg", model=options.model, device=device,
+                                min_size=options.min_size)
     dataset = str(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else ""
-    classes = ModelClasses.from_metadata(dataset, MetadataCatalog.get(dataset) if dataset else object())
-    return predictor, classes, {"weights": str(cfg.MODEL.WEIGHTS), "dataset": dataset,
-                                "architecture": str(cfg.MODEL.META_ARCHITECTURE)}
+    with quiet():
+        classes = ModelClasses.from_metadata(dataset, MetadataCatalog.get(dataset) if dataset else object())
+    return predictor, classes, {"weights": weights, "dataset": dataset,
+                                "architecture": str(cfg.MODEL.META_ARCHITECTURE),
+                                "min_size_test": int(predictor.cfg.INPUT.MIN_SIZE_TEST), **detectron2_versions()}
 
 
 class Detectron2Seg(Extractor):
@@ -166,6 +124,7 @@ class Detectron2Seg(Extractor):
     default: ClassVar[bool] = True
     outputs: ClassVar[tuple[str, ...]] = ("seg", "inst")
     description: ClassVar[str] = "detectron2 Panoptic FPN (COCO panoptic ids, Cityscapes labelIds) + instances"
+    detects: ClassVar[str] = "labelled region"  # a frame counts when any pixel gets a label (stuff or thing)
     Config: ClassVar[type] = Detectron2Options
 
     def __init__(self, config: Any = None, device: str = "cpu", *, predictor: Any = None,
@@ -198,8 +157,9 @@ class Detectron2Seg(Extractor):
         return out
 
     def process(self, frame: np.ndarray, index: int) -> dict[str, Any]:
-        # DefaultPredictor takes BGR images and converts to the model's INPUT.FORMAT itself.
-        outputs = self._predictor(np.ascontiguousarray(frame[..., ::-1]))
+        from v2v_plugins.extract.detectron2_backend import run_predictor
+
+        outputs = run_predictor(self._predictor, frame)
         seg, inst = self._converter.convert(outputs)
         if seg.shape != frame.shape[:2]:
             raise PluginError(f"detectron2 returned a {seg.shape[1]}x{seg.shape[0]} map for a "
@@ -208,6 +168,9 @@ class Detectron2Seg(Extractor):
         if self.config.preview:
             result["seg_preview"] = render_preview(seg, inst, self._converter.label_set)
         return result
+
+    def detected(self, outputs: dict[str, Any]) -> bool:
+        return bool(outputs["seg"].any())
 
     def close(self) -> None:
         self._predictor = None
@@ -245,6 +208,7 @@ class SelfieSeg(Extractor):
     version: ClassVar[str] = "1"
     outputs: ClassVar[tuple[str, ...]] = ("seg", "inst")
     description: ClassVar[str] = "mediapipe selfie segmentation: person/background, offline"
+    detects: ClassVar[str] = "person"
     Config: ClassVar[type] = SelfieOptions
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
@@ -307,6 +271,9 @@ class SelfieSeg(Extractor):
         if self.config.preview:
             result["seg_preview"] = render_preview(seg, inst, self._labels)
         return result
+
+    def detected(self, outputs: dict[str, Any]) -> bool:
+        return bool(outputs["inst"].any())
 
     def close(self) -> None:
         from v2v_plugins.extract.pose import end_quiet
