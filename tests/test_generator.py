@@ -183,11 +183,11 @@ def test_any_history_length_and_label_count() -> None:
         outs = {k: gen(GeneratorInput(labels, clip[:, :k])) for k in range(0, 5)}
         one_label = gen(GeneratorInput(labels[:, -1:], clip[:, 2:4]))
         three_labels = gen(GeneratorInput(labels, clip[:, 2:4]))
-        padded = gen(GeneratorInput(labels, torch.cat([clip[:, :1], clip[:, :1]], 1)))
+        padded = gen(GeneratorInput(labels, torch.cat([torch.zeros_like(clip[:, :1]), clip[:, :1]], 1)))
     for out in outs.values():
         assert out.final.shape == (1, 3, 16, 16) and torch.isfinite(out.final).all()
         assert len(out.scales) == 2 and out.scales[0].final.shape == (1, 3, 8, 8)
-    # K > L keeps the last L frames; K < L repeats the oldest; identical labels repeat the same way.
+    # K > L keeps the last L frames; K < L pads with zeros (the official empty history); missing labels repeat.
     assert torch.equal(outs[4].final, gen(GeneratorInput(labels, clip[:, 2:4])).final)
     assert torch.equal(outs[1].final, padded.final)
     assert torch.equal(one_label.final, three_labels.final)

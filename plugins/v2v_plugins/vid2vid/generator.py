@@ -36,7 +36,9 @@ class GeneratorInput:
     ``labels``: (B, T, C, H, W) conditioning of frames t-T+1..t, oldest first, T in 1..L+1 (missing older frames
     are filled by repeating the oldest given, as at the start of a sequence).
     ``prev``: (B, K, 3, H, W) previously generated (or real) frames t-K..t-1 in [-1, 1], oldest first, K in
-    0..L; ``None`` or K = 0 is the empty history: the frame is the raw hallucination, nothing is warped.
+    0..L; ``None`` or K = 0 is the empty history: the frame is the raw hallucination, nothing is warped. K < L
+    pads the older slots with zeros, as the official generator's empty history fills up (frame 1 sees
+    [zeros, frame 0]).
     ``prev_scales``: the history per spatial scale, coarsest first, each (B, K, 3, H_s, W_s) at that scale's size,
     as the official coarse-to-fine generator keeps it (each scale warps its *own* previous outputs). ``None``:
     the coarser scales get ``prev`` average-pooled (right for real frames; the official builds their pyramid so).
@@ -274,8 +276,8 @@ class Vid2VidGenerator(nn.Module):
         k = prev.shape[1]
         if k > self.n_past:
             prev = prev[:, k - self.n_past:]
-        elif k < self.n_past:
-            prev = torch.cat([prev[:, :1].expand(-1, self.n_past - k, -1, -1, -1), prev], dim=1)
+        elif k < self.n_past:  # an empty history filling up: zeros stand for the frames not yet generated
+            prev = torch.cat([prev.new_zeros(b, self.n_past - k, *prev.shape[2:]), prev], dim=1)
         return prev.flatten(1, 2).to(like.dtype), False
 
     def _fg_mask(self, label_stack: torch.Tensor) -> torch.Tensor:

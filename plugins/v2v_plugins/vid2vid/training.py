@@ -140,7 +140,13 @@ class Vid2VidFrameGenerator(FrameGenerator):
         if real is not None:
             frame = real.to(self.device).float()
             frame = frame.unsqueeze(0) if frame.dim() == 3 else frame
-            self._prev = (self._prev + [pyramid(frame, self.n_scales)])[-self.n_past:]
+            entry = pyramid(frame, self.n_scales)
+            if not self._prev and self.history_frames > 0:
+                # a model trained with L real frames starting from a single given frame (--first-frame IMAGE):
+                # it fills the whole history, rather than the zeros an empty history starts with
+                self._prev = [entry] * self.n_past
+            else:
+                self._prev = (self._prev + [entry])[-self.n_past:]
             return FrameOutput(frame)
         prev = prev_scales = None
         if self._prev:
