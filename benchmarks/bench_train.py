@@ -41,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "configs"
-# G GFLOP per generated frame (ARCHITECTURE.md parity table) used to scale street_1024 throughput to 2048×1024.
+# G GFLOP per generated frame (docs/architecture.md parity table) used to scale street_1024 throughput to 2048×1024.
 GFLOP_PER_FRAME = {"street_1024": 3301.0, "street_2048": 5064.0}
 CITYSCAPES_TRAIN_SEQUENCES = 2975
 # (preset, epochs = niter + niter_decay, generated frames per clip) of the paper's coarse-to-fine street schedule.

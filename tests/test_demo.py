@@ -19,6 +19,12 @@ def test_quick_demo_writes_every_artefact(cli: Any, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "report: " in result.output and "target" in result.output
 
+    from v2vcli.io.files import current_umask
+
+    mask = current_umask()  # issue 23: every file and folder of the demo has the umask's mode (0644/0755 under 022)
+    bad = [f"{p}: {oct(p.stat().st_mode & 0o777)}" for p in [out, *out.rglob("*")] if not p.is_symlink()
+           and p.stat().st_mode & 0o777 != (0o777 if p.is_dir() else 0o666) & ~mask]
+    assert bad == []
     report = json.loads((out / "report.json").read_text())
     for source in ("ground truth", "perframe", "vid2vid"):
         m = report["metrics"][source]
@@ -35,7 +41,7 @@ def test_quick_demo_writes_every_artefact(cli: Any, tmp_path: Path) -> None:
     assert any(x.endswith(".mp4") for x in links) and sum(x.endswith(".png") for x in links) >= 8
     for rel in links:
         assert (out / rel).is_file(), rel
-    for cmd in ("v2v demo world", "v2v train --config examples/configs/tiny.yaml", "v2v synthesize", "v2v eval",
+    for cmd in ("v2v demo world", "v2v train --config tiny ", "v2v synthesize", "v2v eval",
                 f"--first-frame-model {out}/runs/perframe"):
         assert cmd in html
     # vid2vid was trained with real history frames: its first L = 2 frames come from the perframe run (issue 19)

@@ -1,4 +1,4 @@
-"""`v2v model summary`: parity with ARCHITECTURE.md's table (meta device, no weights), the summary protocol other
+"""`v2v model summary`: parity with docs/architecture.md's table (meta device, no weights), the summary protocol other
 networks plug into, presets and config errors through the CLI."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 PRESETS = ["street_512", "street_1024", "street_2048", "street_256_g1", "street_512_g1", "street_1024_g1",
            "face_512", "pose_256", "pose_512", "pose_1024", "tiny"]
 
-# ARCHITECTURE.md "Parity (fixed)": params per scale (G0, G1, G2), total, GFLOP per frame, per-scale GFLOP given.
+# docs/architecture.md "Parity (fixed)": params per scale (G0, G1, G2), total, GFLOP per frame, per-scale GFLOP given.
 PARITY: dict[str, dict[str, Any]] = {
     "street_512": {"scales": [411_335_241], "total": 411_335_241, "gflop": 2115, "size": [512, 256]},
     "street_1024": {"scales": [411_335_241, 2_880_489], "total": 414_215_730, "gflop": 3301,
@@ -118,8 +118,8 @@ def test_tiny_preset_on_a_dataset_label_set(cli: Any, tmp_path: Path) -> None:
 
 def test_summary_errors_are_one_line(cli: Any) -> None:
     tiny = str(CONFIGS / "tiny.yaml")
-    result = cli("model", "summary", "--config", tiny)
-    assert result.exit_code == 1 and "model.label_nc is 0" in result.stderr and "--data" in result.stderr
+    result = cli("model", "summary", "--config", tiny)  # issue 23: no --data needed, the world label set is assumed
+    assert result.exit_code == 0 and "assuming the label set 'world'" in result.stderr and "--data" in result.stderr
     result = cli("model", "summary", "--config", tiny, "--set", "model.label_nc=4", "--size", "62x62")
     assert result.exit_code == 1 and "multiples of 4" in result.stderr
     result = cli("model", "summary", "--config", tiny, "--set", "model.label_nc=4", "--size", "big")

@@ -346,11 +346,47 @@ def test_output_paths() -> None:
     from v2v_plugins.synthesize.outputs import output_paths, preview_path
 
     assert output_paths(["a"], None, "mp4") == {"a": Path("synthesized/a.mp4")}
-    assert output_paths(["a"], "x/y", "mp4") == {"a": Path("x/y.mp4")}
+    assert output_paths(["a"], "x/y.mp4", "mp4") == {"a": Path("x/y.mp4")}
+    assert output_paths(["a"], "x/y.MP4", "mp4") == {"a": Path("x/y.MP4")}
     assert output_paths(["a"], "x/", "png") == {"a": Path("x/a")}
     assert output_paths(["a", "b"], "o", "png") == {"a": Path("o/a"), "b": Path("o/b")}
     assert preview_path(Path("o/a.mp4"), "mp4") == Path("o/a_preview.mp4")
     assert preview_path(Path("o/a"), "png") == Path("o/a_preview")
+
+
+def test_output_paths_folder_or_file_rules(tmp_path: Path) -> None:
+    """Issue 23: `-o DIR` is a folder even when the split has one sequence (it used to write DIR.mp4); a file only
+    when the path ends with .mp4; a trailing '/' or several sequences always mean a folder."""
+    from v2v_plugins.synthesize.outputs import output_paths
+    from v2vcli.errors import ConfigError
+
+    d = tmp_path / "out"
+    assert output_paths(["a"], d, "mp4") == {"a": d / "a.mp4"}  # one sequence, no suffix: a folder
+    assert output_paths(["a"], f"{d}/", "mp4") == {"a": d / "a.mp4"}
+    assert output_paths(["a"], tmp_path / "runs.v2", "mp4") == {"a": tmp_path / "runs.v2" / "a.mp4"}
+    assert output_paths(["a"], d / "one.mp4", "mp4") == {"a": d / "one.mp4"}
+    assert output_paths(["a", "b"], d, "mp4") == {"a": d / "a.mp4", "b": d / "b.mp4"}
+    assert output_paths(["a", "b"], f"{d}/", "png") == {"a": d / "a", "b": d / "b"}
+    assert output_paths(["a"], d, "png") == {"a": d}  # one PNG sequence: the frames folder itself
+    assert output_paths(["a"], f"{d}/", "png") == {"a": d / "a"}
+    with pytest.raises(ConfigError, match="2 sequences"):
+        output_paths(["a", "b"], d / "x.mp4", "mp4")
+    with pytest.raises(ConfigError, match=".mp4 files"):
+        output_paths(["a"], d / "x.avi", "mp4")
+    with pytest.raises(ConfigError, match="folder of frames"):
+        output_paths(["a"], d / "x.mp4", "png")
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(ConfigError, match="existing file"):
+        output_paths(["a"], tmp_path / "plain", "mp4")
+
+
+def test_cli_one_sequence_split_into_a_folder(world: dict[str, Path], tmp_path: Path, cli: Any) -> None:
+    """`synthesize --labels DATASET -o DIR` with a one-sequence split writes DIR/<seq>.mp4, not DIR.mp4."""
+    out = tmp_path / "res"
+    result = cli("synthesize", "--checkpoint", world["run"], "--labels", world["world"], "--split", "val", "-o",
+                 out, "--device", "cpu", "--first-frames", "real")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["world_002.mp4"] and not (tmp_path / "res.mp4").exists()
 
 
 def test_precision_bf16_runs_under_autocast_and_stays_close(world: dict[str, Path], tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from v2vcli.warp import warp_numpy
 
 
 def _psnr_warped(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR of warp(prev, flow) against cur on ``mask`` (ARCHITECTURE.md's warp: bilinear, border)."""
+    """PSNR of warp(prev, flow) against cur on ``mask`` (docs/architecture.md's warp: bilinear, border)."""
     warped = warp_numpy(prev.astype(np.float32), flow)
     mse = float(np.mean((warped - cur.astype(np.float32))[mask] ** 2))
     return 10 * np.log10(255.0**2 / max(mse, 1e-10))

@@ -14,8 +14,10 @@ from v2vcli.errors import (CheckpointError, ConfigError, DatasetError, DeviceErr
 from v2vcli.registry import Registry, get_registry
 from v2vcli.weights import WeightsEntry, resolve_weights
 
+DISTRIBUTION = "v2vcli"  # the name pip knows (`pip install v2vcli`); the command is `v2v`
+
 try:
-    __version__ = version("v2v")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 

@@ -168,7 +168,9 @@ def save_checkpoint(run_dir: str | Path, step: int, weights: dict[str, Any], met
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_dir_name(step)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.tmp-"))
+    from v2vcli.io.files import make_temp_dir, publish_mode
+
+    tmp = make_temp_dir(root, f".{final.name}.tmp-")
     try:
         meta.step = int(step)
         save_file(_cpu_tensors(weights), str(tmp / WEIGHTS_FILE), metadata=meta.to_metadata())
@@ -178,6 +180,7 @@ def save_checkpoint(run_dir: str | Path, step: int, weights: dict[str, Any], met
             os.fsync(f.fileno())
         if config_text:
             (tmp / "config.yaml").write_text(config_text, encoding="utf-8")
+        publish_mode(tmp, recursive=True)
         if final.exists():  # the same step saved again (e.g. end of run right after a periodic save)
             trash = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.old-"))
             os.replace(final, trash / final.name)

@@ -64,7 +64,7 @@ def _check_min(obj: Any, section: str, minimums: Mapping[str, float], strict: Se
 
 @dataclass(kw_only=True)
 class DataConfig:
-    """What the training loader reads from a dataset (layout in ARCHITECTURE.md)."""
+    """What the training loader reads from a dataset (layout in docs/architecture.md)."""
 
     root: str = ""  # dataset folder; `--data` sets it
     inputs: list[str] = field(default_factory=lambda: ["seg", "inst"])  # conditioning modalities

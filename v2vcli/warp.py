@@ -1,4 +1,4 @@
-"""The one flow warp of v2v (fixed by ARCHITECTURE.md), shared by the generator, losses, extractors and metrics.
+"""The one flow warp of v2v (fixed by docs/architecture.md), shared by the generator, losses, extractors and metrics.
 
 Flow is backward, t→t-1, in pixels, channels (dx, dy): ``warp(x_{t-1}, flow_t)`` samples ``x_{t-1}`` at
 ``p + flow_t(p)`` and so estimates ``x_t``. ``grid_sample`` with bilinear interpolation, border padding and

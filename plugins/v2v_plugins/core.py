@@ -9,7 +9,7 @@ import typer
 
 from v2vcli.hookspecs import hookimpl
 
-DEFAULT_CONFIG_HELP = "YAML config file(s), merged in order (presets in examples/configs/)."
+DEFAULT_CONFIG_HELP = "YAML config file(s) or preset names (`v2v presets`), merged in order."
 
 
 @hookimpl
@@ -28,7 +28,8 @@ def v2v_register_commands(app: typer.Typer) -> None:
         import v2vcli
         from v2vcli.cli.util import print_json
 
-        info: dict[str, Any] = {"v2v": v2vcli.__version__, "python": platform.python_version()}
+        info: dict[str, Any] = {"v2v": v2vcli.__version__, "distribution": v2vcli.DISTRIBUTION,
+                                "python": platform.python_version()}
         try:
             import torch
 
@@ -39,7 +40,8 @@ def v2v_register_commands(app: typer.Typer) -> None:
         if json_out:
             print_json(info)
         else:
-            typer.echo(f"v2v {info['v2v']} (python {info['python']}, torch {info['torch']})")
+            typer.echo(f"v2v {info['v2v']} (pip: {info['distribution']}; python {info['python']}, torch "
+                       f"{info['torch']})")
 
     @app.command()
     def plugins(json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
@@ -76,26 +78,48 @@ def v2v_register_commands(app: typer.Typer) -> None:
         else:
             typer.echo(dump_config(cfg, mark_non_defaults=True), nl=False)
 
-    weights_app = typer.Typer(help="Weight files v2v can use: list, locate, verify.", no_args_is_help=True)
+    weights_app = typer.Typer(help="Weight files v2v can use: list, download, locate, verify.", no_args_is_help=True)
     app.add_typer(weights_app, name="weights")
 
     @weights_app.command("list")
     def weights_list(json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-        """List known weights, where each is expected and whether it is present."""
+        """List known weights, where each was found and whether its sha256 is verified."""
         from v2vcli.cli.util import print_json, print_table
-        from v2vcli.weights import cache_dir, torch_hub_dir, weights_entries
+        from v2vcli.weights import cache_dir, weights_entries, weights_status
 
         rows = []
         for name, entry in sorted(weights_entries().items()):
-            found = next((str(p) for p in (cache_dir() / entry.filename, torch_hub_dir() / entry.filename)
-                          if p.is_file()), None)
-            rows.append({"name": name, "file": entry.filename, "used_by": entry.used_by, "present": found,
+            status, found = weights_status(entry)
+            rows.append({"name": name, "file": entry.filename, "used_by": entry.used_by,
+                         "present": str(found) if found else None, "status": status,
                          "sha256": entry.sha256 or entry.sha256_prefix, "url": entry.url, "source": entry.source})
         if json_out:
             print_json(rows)
         else:
-            print_table(f"weights (cache: {cache_dir()})", ["name", "file", "used by", "present"],
-                        [[r["name"], r["file"], r["used_by"], r["present"] or "missing"] for r in rows])
+            print_table(f"weights (cache: {cache_dir()}; get them with `v2v weights download NAME`)",
+                        ["name", "used by", "status", "file"],
+                        [[r["name"], r["used_by"], r["status"], r["present"] or r["file"]] for r in rows])
+
+    @weights_app.command("download")
+    def weights_download(
+        names: list[str] = typer.Argument(None, help="Weights names (see `v2v weights list`)."),
+        all_: bool = typer.Option(False, "--all", help="Every known weights file that has a download address."),
+        force: bool = typer.Option(False, "--force", help="Download again even when a verified copy is there."),
+    ) -> None:
+        """Download weights into the v2v cache, with a progress bar and sha256 verification (nothing else in v2v
+        downloads unless V2V_ALLOW_DOWNLOAD=1)."""
+        from v2vcli.errors import WeightsError
+        from v2vcli.weights import download_weights, weights_entries
+
+        entries = weights_entries()
+        if all_ and names:
+            raise WeightsError("pass weights names or --all, not both")
+        if not all_ and not names:
+            raise WeightsError("name the weights to download (see `v2v weights list`), or pass --all")
+        wanted = [n for n, e in sorted(entries.items()) if e.url] if all_ else list(names)
+        for name in wanted:
+            path, fresh = download_weights(name, force=force)
+            typer.echo(f"{'downloaded' if fresh else 'already there'} {name}: {path}")
 
     @weights_app.command("path")
     def weights_path(name: str = typer.Argument(..., help="Weights name (see `v2v weights list`).")) -> None:

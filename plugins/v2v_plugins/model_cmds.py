@@ -13,7 +13,10 @@ import typer
 from v2vcli.errors import ConfigError
 from v2vcli.hookspecs import hookimpl
 
-__all__ = ["v2v_register_commands", "parse_size"]
+__all__ = ["v2v_register_commands", "parse_size", "assumed_label_set", "train_memory_gib", "preset_rows"]
+
+#: bytes per trained parameter held through a step: fp32 weights, gradients and Adam's two moments
+STATE_BYTES_PER_PARAM = 16
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -26,6 +29,55 @@ def parse_size(text: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise ConfigError(f"--size expects positive WxH like 512x256, got '{text}'")
     return w, h
+
+
+def assumed_label_set(cfg: Any) -> Any:
+    """The label set a summary without ``--data`` assumes, or None when the config needs none.
+
+    A config with ``model.label_nc: 0`` takes its class count from the dataset (``tiny``, ``tiny_perframe``: made for
+    the synthetic world of ``v2v demo world``); without a dataset its label set is assumed to be that world's.
+    """
+    if "seg" not in cfg.data.inputs or getattr(cfg.model, "label_nc", None) != 0:
+        return None
+    from v2v_plugins.world import world_label_set
+
+    return world_label_set()
+
+
+def train_memory_gib(summary: Any, cfg: Any) -> float:
+    """A training-memory estimate in GiB for one process: 16 bytes per parameter of G and the discriminators
+    (weights, gradients, Adam moments) plus G's saved activations for ``train.frames_per_step`` frames of each of
+    ``data.batch_size`` clips. Discriminator activations and the allocator's slack come on top."""
+    params = summary.total_params + sum(int(r["params"]) for r in getattr(summary, "discriminators", None) or [])
+    act_mib = sum(n.activation_mib for n in summary.networks.values())
+    frames = max(1, int(getattr(cfg.train, "frames_per_step", 1))) * max(1, int(cfg.data.batch_size))
+    return (params * STATE_BYTES_PER_PARAM + act_mib * 2**20 * frames) / 2**30
+
+
+def preset_rows(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per shipped preset: model, size, parameters, GFLOP per frame, the memory estimate, the label set
+    assumed (see :func:`assumed_label_set`)."""
+    from v2vcli.config import load_config
+    from v2vcli.presets import preset_names, preset_path
+    from v2vcli.registry import get_registry
+
+    rows: list[dict[str, Any]] = []
+    for name in names or preset_names():
+        path = preset_path(name)
+        cfg = load_config([path])
+        row: dict[str, Any] = {"name": path.stem, "file": str(path), "model": cfg.model.name,
+                               "size": list(cfg.data.size), "inputs": list(cfg.data.inputs), "params": None,
+                               "gflop_per_frame": None, "train_gib": None, "label_set": None}
+        model_cls = get_registry().get_model(cfg.model.name)
+        if hasattr(model_cls, "summary"):
+            label_set = assumed_label_set(cfg)
+            summary = model_cls.summary(cfg, label_set, None)
+            row.update(params=summary.total_params,
+                       gflop_per_frame=round(sum(n.gflop_per_frame for n in summary.networks.values()), 3),
+                       train_gib=round(train_memory_gib(summary, cfg), 2),
+                       label_set=label_set.name if label_set is not None else None)
+        rows.append(row)
+    return rows
 
 
 def _render(summary: Any) -> None:
@@ -71,7 +123,7 @@ def v2v_register_commands(app: typer.Typer) -> None:
     @model_app.command("summary")
     def summary(
         config: list[str] = typer.Option([], "--config", "-c",
-                                         help="YAML config file(s), merged in order (presets in examples/configs/)."),
+                                         help="YAML config file(s) or preset names (`v2v presets`), merged in order."),
         set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
         size: str = typer.Option(None, "--size", help="Frame size WxH (default: data.size of the config)."),
         data: str = typer.Option(None, "--data", help="Dataset whose label set gives label_nc and the foreground ids."),
@@ -85,7 +137,15 @@ def v2v_register_commands(app: typer.Typer) -> None:
 
         cfg = load_config(config, set_)
         label_set = None
-        if data:
+        if not data:
+            label_set = assumed_label_set(cfg)
+            if label_set is not None and not json_out:
+                from v2vcli.cli.util import console
+
+                console(stderr=True).print(f"model.label_nc is 0 (taken from the dataset) and no --data is given: "
+                                           f"assuming the label set '{label_set.name}' of `v2v demo world` "
+                                           f"({len(label_set.classes)} classes); pass --data DATASET for another")
+        else:
             from v2vcli.data.layout import Dataset
 
             ds = Dataset(data)
@@ -97,6 +157,48 @@ def v2v_register_commands(app: typer.Typer) -> None:
             raise PluginError(f"model '{cfg.model.name}' does not provide a summary")
         result = model_cls.summary(cfg, label_set, parse_size(size) if size else None)
         if json_out:
-            print_json(result.to_dict())
+            out = result.to_dict()
+            out["label_set"] = label_set.name if label_set is not None else None
+            out["train_gib"] = round(train_memory_gib(result, cfg), 2)
+            print_json(out)
         else:
             _render(result)
+            from v2vcli.cli.util import console
+
+            console().print(f"training memory estimate: {train_memory_gib(result, cfg):,.1f} GiB per process "
+                            f"(16 B per parameter of G and Ds + G activations x train.frames_per_step x "
+                            f"data.batch_size; D activations not included)")
+
+    @app.command("presets")
+    def presets_cmd(
+        names: list[str] = typer.Argument(None, help="Preset names (default: all)."),
+        json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """The presets that ship with v2v (use one as `--config NAME`): size, parameters, GFLOP per frame and a
+        training-memory estimate."""
+        from v2vcli.cli.util import console, print_json
+        from v2vcli.presets import presets_dir
+
+        rows = preset_rows(list(names) if names else None)
+        if json_out:
+            print_json(rows)
+            return
+        from rich.table import Table
+
+        table = Table(title=f"v2v presets ({presets_dir()})")
+        for col, justify in (("name", "left"), ("model", "left"), ("W x H", "right"), ("params", "right"),
+                             ("GFLOP/frame", "right"), ("train GiB", "right")):
+            table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]  # wrap, never cut
+        for r in rows:
+            table.add_row(r["name"], r["model"], "x".join(str(v) for v in r["size"]),
+                          f"{r['params'] / 1e6:,.1f} M" if r["params"] is not None else "-",
+                          f"{r['gflop_per_frame']:,.1f}" if r["gflop_per_frame"] is not None else "-",
+                          f"~{r['train_gib']:,.1f}" if r["train_gib"] is not None else "-")
+        console().print(table)
+        assumed = sorted({r["label_set"] for r in rows if r["label_set"]})
+        console().print("Use one with `--config NAME` (e.g. `v2v train --config street_512 ...`); "
+                        "`v2v config show --config NAME` prints it. Parameters: G only; GFLOP: G per generated "
+                        "frame; train GiB: 16 B per parameter of G and Ds + G activations x frames per step x batch "
+                        "(D activations on top); '-': the model has no summary."
+                        + (f" label_nc 0 presets assume the label set '{', '.join(assumed)}' (v2v demo world)."
+                           if assumed else ""))

@@ -152,7 +152,8 @@ def build_app(registry: Any = None) -> typer.Typer:
         from v2vcli.registry import get_registry
 
         registry = get_registry()
-    app = typer.Typer(cls=V2VGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    # add_completion: `v2v --install-completion` (bash, zsh, fish, PowerShell) and `--show-completion`
+    app = typer.Typer(cls=V2VGroup, no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
                       help="v2v: video-to-video synthesis (vid2vid) toolkit: extract, train, synthesize, "
                            "predict, evaluate.")
 
@@ -167,11 +168,11 @@ def build_app(registry: Any = None) -> typer.Typer:
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None, prog_name: str = "v2v") -> None:
+    """Console-script entry point (also ``python -m v2vcli``)."""
     try:
         app = build_app()
     except V2VError as exc:  # a broken plugin must still give one line
         typer.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    app(args=argv, prog_name="v2v")
+    app(args=argv, prog_name=prog_name)

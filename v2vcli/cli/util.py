@@ -25,7 +25,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 
     table = Table(title=title)
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # long values (paths) wrap; nothing is cut off
     for row in rows:
         table.add_row(*[str(v) for v in row])
     console().print(table)

@@ -1,1 +1,1 @@
-"""Dataset layout (fixed, see ARCHITECTURE.md), label sets, validation and the training clip dataset."""
+"""Dataset layout (fixed, see docs/architecture.md), label sets, validation and the training clip dataset."""

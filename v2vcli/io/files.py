@@ -1,7 +1,9 @@
 """Per-frame files of the dataset layout: RGB images, uint8 labels, uint16 instances, flow npz, JSON.
 
 Every write is atomic (temp file in the same folder, then ``os.replace``) so an interrupted run never leaves a
-half-written file that a resume would take as finished.
+half-written file that a resume would take as finished. ``tempfile`` makes its files 0600 and folders 0700; every
+published file and folder is given the mode a plain ``open``/``mkdir`` would have had (0666/0777 less the umask:
+0644/0755 under the usual umask 022) by :func:`publish_mode` before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +24,9 @@ from v2vcli.errors import DatasetError
 
 __all__ = [
     "swap_rb",
+    "current_umask",
+    "publish_mode",
+    "make_temp_dir",
     "atomic_path",
     "atomic_open",
     "write_bytes_atomic",
@@ -41,6 +47,49 @@ __all__ = [
 ]
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux ``/proc``); elsewhere set and
+    restored under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def publish_mode(path: str | Path, recursive: bool = False) -> None:
+    """Give ``path`` (and with ``recursive`` everything under a folder) the umask-based mode of a normally created
+    file (0666 & ~umask) or folder (0777 & ~umask), replacing ``tempfile``'s private 0600/0700."""
+    umask = current_umask()
+    root = Path(path)
+    items = [root]
+    if recursive and root.is_dir():
+        items += list(root.rglob("*"))
+    for item in items:
+        try:
+            if item.is_symlink():
+                continue
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+        except OSError:  # not ours to change (e.g. another user's file): leave it
+            continue
+
+
+def make_temp_dir(parent: str | Path, prefix: str) -> Path:
+    """``tempfile.mkdtemp`` in ``parent`` with the mode of a normal folder (so it can be published by a rename)."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    publish_mode(tmp)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed."""
@@ -50,6 +99,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        publish_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -610,6 +610,9 @@ class VideoWriter:
                                  f"{self._tail.last() if self._tail else rc}")
             if self.audio_from is not None:
                 self._mux_audio()
+            from v2vcli.io.files import publish_mode
+
+            publish_mode(self._tmp)  # mkstemp's 0600 → the umask-based mode of a normal file
             os.replace(self._tmp, self.path)
         finally:
             if self._tmp.exists():

@@ -34,18 +34,19 @@ __all__ = ["DemoOptions", "DemoResult", "MODELS", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[3]
 #: model name → preset (both tiny: same widths, same image D, same data; only the temporal machinery differs)
 MODELS = {"perframe": "tiny_perframe.yaml", "vid2vid": "tiny.yaml"}
 
 
 def _configs_dir() -> Path:
-    """examples/configs of the source checkout the package runs from."""
-    cand = ROOT / "examples" / "configs"
-    if (cand / "tiny.yaml").is_file():
-        return cand
-    raise ConfigError("the demo's presets (examples/configs/tiny.yaml) were not found; run the demo from a v2v "
-                      "source checkout")
+    """The shipped presets (``v2v presets``), in a checkout and in an installed wheel alike."""
+    from v2vcli.presets import presets_dir
+
+    folder = presets_dir()
+    if (folder / "tiny.yaml").is_file():
+        return folder
+    raise ConfigError(f"the demo's presets (tiny.yaml, tiny_perframe.yaml) are missing from '{folder}'; reinstall "
+                      f"v2vcli")
 
 
 @dataclass

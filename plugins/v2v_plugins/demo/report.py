@@ -63,7 +63,7 @@ def commands(result: DemoResult, opts: DemoOptions, val_seqs: list[str]) -> list
                       f"--sequences {opts.sequences} --val {opts.val}")]
     for model, info in result.training.items():
         sets = " ".join(f"--set {s}" for s in [f"data.size=[{w},{h}]", f"seed={opts.seed}", *info["sets"]])
-        cmds.append((f"train {model}", f"v2v train --config examples/configs/{Path(info['config']).name} --data "
+        cmds.append((f"train {model}", f"v2v train --config {Path(info['config']).stem} --data "
                                        f"{out}/world --run-dir {out}/runs/{model} --device {opts.device} {sets}"))
     for model in result.training:
         first = f" --first-frame-model {out}/runs/perframe" if model != "perframe" else ""

@@ -198,9 +198,15 @@ def _add_all_command(group: typer.Typer) -> None:
         verify_weights: bool = typer.Option(True, "--verify-weights/--no-verify-weights",
                                             help="Check sha256 of --weights files."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        resize_fake: bool = typer.Option(False, "--resize-fake", help="Resize fake frames to the real size in the "
+                                                                      "metrics that can (psnr, ssim, lpips, "
+                                                                      "warp_error); a warning when the aspect ratios "
+                                                                      "differ."),
         json_out: bool = typer.Option(False, "--json", help="Print the report summary as JSON."),
     ) -> None:
-        """Every metric whose inputs and weights are available: report.json, report.md and PNG plots in OUT."""
+        """Every metric whose inputs and weights are available: report.json, report.md and PNG plots in OUT.
+
+        Exits 1 when no metric could be computed (all skipped or failed); the report says why."""
         from v2v_plugins.evaluate.report import evaluate_all
         from v2vcli.cli.util import console, print_json
         from v2vcli.config import merge, parse_set
@@ -216,23 +222,30 @@ def _add_all_command(group: typer.Typer) -> None:
             options = merge(options, parsed)
         report = evaluate_all(real, fake, out, metrics=metric or None, skip=skip, options=options,
                               weights=parse_weights_overrides(weights), verify_weights=verify_weights,
-                              device=device, horizons=horizons)
+                              device=device, horizons=horizons, resize_fake=resize_fake)
         if json_out:
             print_json({"out": out, "summary": report["summary"], "skipped": report["skipped"],
                         "failed": report["failed"], "plots": report["plots"]})
-            return
-        from rich.table import Table
+        else:
+            from rich.table import Table
 
-        table = Table(title=f"v2v eval all → {out}")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        table.add_column("note")
-        for name, item in report["summary"].items():
-            table.add_row(name, _fmt(item["value"]), "higher is better" if item["higher_is_better"] else
-                          "lower is better")
-        for name, why in {**report["skipped"], **report["failed"]}.items():
-            table.add_row(name, "-", ("FAILED: " if name in report["failed"] else "skipped: ") + why[:100])
-        console().print(table)
+            table = Table(title=f"v2v eval all → {out}")
+            table.add_column("metric", no_wrap=True)
+            table.add_column("value", justify="right", no_wrap=True)
+            table.add_column("note", overflow="fold")  # a long reason wraps; nothing is cut off
+            for name, item in report["summary"].items():
+                table.add_row(name, _fmt(item["value"]), "higher is better" if item["higher_is_better"] else
+                              "lower is better")
+            for name, why in {**report["skipped"], **report["failed"]}.items():
+                table.add_row(name, "-", ("FAILED: " if name in report["failed"] else "skipped: ") + why)
+            console().print(table)
+        if not report["summary"]:
+            from pathlib import Path
+
+            from v2vcli.errors import V2VError
+
+            raise V2VError(f"no metric could be computed ({len(report['skipped'])} skipped, {len(report['failed'])} "
+                           f"failed); the reasons are in {Path(out) / 'report.md'}")
 
 
 @hookimpl

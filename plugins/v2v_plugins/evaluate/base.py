@@ -100,8 +100,10 @@ def resolve_device(device: str | None) -> str:
 
 def library_versions(*names: str) -> dict[str, str]:
     """Installed versions of v2v and of the given distributions (those not installed are left out)."""
-    out: dict[str, str] = {}
-    for name in ("v2v", *names):
+    import v2vcli
+
+    out: dict[str, str] = {"v2v": v2vcli.__version__}
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -7,11 +7,14 @@ A PATH is one of
   sequence named after the folder;
 * a dataset root (``DATASET/meta/frames.json``): its sequences ``DATASET/frames/<seq>``;
 * a folder of sequences: ``<seq>.mp4`` files and/or ``<seq>/`` frame folders (what ``v2v synthesize`` writes for
-  several sequences).
+  several sequences). The side-by-side previews ``synthesize --preview`` writes beside them (``<seq>_preview.mp4``,
+  ``<seq>_preview/``) are not sequences: an entry ``X_preview`` is left out when ``X`` is there too.
 
 Pairing (:func:`pair_inputs`): two single sequences pair with each other whatever their names; otherwise
-sequences pair by name. Every fake sequence needs a real one of the same name; real sequences without a fake are
-skipped (evaluating only the synthesized split is the common case) and listed in the result's details.
+sequences pair by name: the exact name first, else the name compared case-insensitively when that match is
+unambiguous (exactly one real sequence has that lower-cased name). Every fake sequence needs a real one; real
+sequences without a fake are skipped (evaluating only the synthesized split is the common case) and listed in the
+result's details.
 Frames are read through :func:`v2vcli.io.video.open_video`, so plugins that claim new formats work here too.
 """
 
@@ -31,6 +34,7 @@ __all__ = [
     "EvalInput",
     "resolve_input",
     "pair_inputs",
+    "find_by_name",
     "open_sequence",
     "iter_frames",
     "estimated_frames",
@@ -40,6 +44,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: what `v2v synthesize --preview` appends to an output's name (v2v_plugins.synthesize.outputs.preview_path)
+PREVIEW_SUFFIX = "_preview"
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,11 @@ def resolve_input(path: str | Path, what: str = "PATH") -> EvalInput:
             raise VideoError(f"{what} '{path}' holds sequence '{seq.name}' twice ('{found[seq.name].path.name}' "
                              f"and '{child.name}'); keep one")
         found[seq.name] = seq
+    previews = [n for n in found if n.endswith(PREVIEW_SUFFIX) and n[: -len(PREVIEW_SUFFIX)] in found]
+    for name in previews:
+        log.info("%s: '%s' is the preview of '%s' (synthesize --preview), not a sequence; left out", what,
+                 found[name].path.name, name[: -len(PREVIEW_SUFFIX)])
+        del found[name]
     if not found:
         raise VideoError(f"{what} '{path}' holds no frames, videos or sequence folders; give a video, a frame "
                          f"folder, a dataset sequence folder or a dataset root")
@@ -140,30 +152,49 @@ def pair_inputs(real: EvalInput, fake: EvalInput) -> list[tuple[InputSequence, I
     """(real, fake) sequence pairs; see the module docstring for the rules."""
     if real.single and fake.single:
         return [(real.sequences[0], fake.sequences[0])]
-    by_name = {s.name: s for s in real.sequences}
     if fake.single and not real.single:
         seq = fake.sequences[0]
-        if seq.name not in by_name:
+        match = find_by_name(real.sequences, seq.name)
+        if match is None:
             raise DatasetError(f"--fake '{fake.path}' is one sequence named '{seq.name}' but --real '{real.path}' "
                                f"holds {_names(real)}; name the fake after its sequence or pass the real sequence "
                                f"folder")
-        return [(by_name[seq.name], seq)]
+        return [(match, seq)]
     if real.single and not fake.single:
         if len(fake.sequences) == 1:
             return [(real.sequences[0], fake.sequences[0])]
-        match = [s for s in fake.sequences if s.name == real.sequences[0].name]
-        if match:
-            return [(real.sequences[0], match[0])]
+        match = find_by_name(fake.sequences, real.sequences[0].name)
+        if match is not None:
+            return [(real.sequences[0], match)]
         raise DatasetError(f"--real '{real.path}' is one sequence but --fake '{fake.path}' holds {_names(fake)}; "
                            f"pass the fake sequence to compare with, or a real dataset with those sequences")
-    missing = [s.name for s in fake.sequences if s.name not in by_name]
+    pairs = [(find_by_name(real.sequences, s.name), s) for s in fake.sequences]
+    missing = [f.name for r, f in pairs if r is None]
     if missing:
         raise DatasetError(f"--fake sequences {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''} have no "
-                           f"real sequence of the same name in '{real.path}' (real holds {_names(real)})")
-    unused = sorted(set(by_name) - set(fake.names()))
+                           f"real sequence of the same name in '{real.path}' (real holds {_names(real)}; names "
+                           f"match exactly, or case-insensitively when only one real name fits)")
+    used: dict[str, str] = {}
+    for r, f in pairs:
+        assert r is not None  # noqa: S101 - missing ones raised above
+        if r.name in used:
+            raise DatasetError(f"--fake sequences '{used[r.name]}' and '{f.name}' both match the real sequence "
+                               f"'{r.name}' (names compare case-insensitively); rename one")
+        used[r.name] = f.name
+    unused = sorted(r.name for r in real.sequences if r.name not in used)
     if unused:
         log.info("real sequences without a fake are not evaluated: %s", ", ".join(unused))
-    return [(by_name[s.name], s) for s in fake.sequences]
+    return [(r, f) for r, f in pairs if r is not None]
+
+
+def find_by_name(seqs: Iterable[InputSequence], name: str) -> InputSequence | None:
+    """The sequence named ``name``; else the one whose name equals it case-insensitively, when exactly one does."""
+    seqs = list(seqs)
+    for s in seqs:
+        if s.name == name:
+            return s
+    folded = [s for s in seqs if s.name.casefold() == name.casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 def _names(inp: EvalInput) -> str:
@@ -215,6 +246,7 @@ def paired_frames(real: InputSequence, fake: InputSequence, *, resize_fake: bool
     with open_sequence(real) as r_reader, open_sequence(fake) as f_reader:
         r_iter, f_iter = iter(r_reader), iter(f_reader)
         n = 0
+        warned = False
         for r_frame in r_iter:
             f_frame = next(f_iter, None)
             if f_frame is None:
@@ -226,12 +258,25 @@ def paired_frames(real: InputSequence, fake: InputSequence, *, resize_fake: bool
                     raise VideoError(f"frame sizes differ in sequence '{fake.name}': real "
                                      f"{r_frame.shape[1]}x{r_frame.shape[0]}, fake {f_frame.shape[1]}x"
                                      f"{f_frame.shape[0]}; pass --resize-fake to resize fake frames to the real size")
+                if not warned:
+                    warned = _warn_aspect(notes, fake.name, r_frame.shape, f_frame.shape) or warned
                 f_frame = match_size(f_frame, (r_frame.shape[1], r_frame.shape[0]))
             n += 1
             yield r_frame, f_frame
         rest = sum(1 for _ in f_iter)
         if rest:
             _note(notes, f"'{fake.name}': fake has {n + rest} frames, real {n}; compared the first {n}")
+
+
+def _warn_aspect(notes: list[str] | None, name: str, real_shape: tuple[int, ...], fake_shape: tuple[int, ...]) -> bool:
+    """Note (once per sequence) that --resize-fake stretches the fake because the aspect ratios differ (> 1%)."""
+    rh, rw = real_shape[:2]
+    fh, fw = fake_shape[:2]
+    if abs((fw / fh) / (rw / rh) - 1) <= 0.01:
+        return False
+    _note(notes, f"'{name}': --resize-fake stretches the fake frames from {fw}x{fh} to {rw}x{rh}: the aspect "
+                 f"ratios differ ({fw / fh:.3f} vs {rw / rh:.3f}), so the scores include the distortion")
+    return True
 
 
 def _note(notes: list[str] | None, text: str) -> None:

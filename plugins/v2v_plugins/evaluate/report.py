@@ -53,8 +53,12 @@ def weights_available(names: Sequence[str], explicit: Mapping[str, str]) -> str 
 def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics: Sequence[str] | None = None,
                  skip: Sequence[str] = (), options: Mapping[str, Mapping[str, Any]] | None = None,
                  weights: Mapping[str, str] | None = None, verify_weights: bool = True, device: str = "auto",
-                 horizons: bool = False, plots: bool = True) -> dict[str, Any]:
-    """Run the metrics, write the report files into ``out`` and return the report (the content of report.json)."""
+                 horizons: bool = False, plots: bool = True, resize_fake: bool = False) -> dict[str, Any]:
+    """Run the metrics, write the report files into ``out`` and return the report (the content of report.json).
+
+    ``resize_fake`` sets the ``resize_fake`` option of every metric that has one (``eval psnr --resize-fake``: fake
+    frames resized to the real size), unless ``options`` sets it for that metric.
+    """
     from v2v_plugins.evaluate.base import compute_metric, json_safe, library_versions, resolve_device
     from v2vcli.errors import ConfigError, V2VError, did_you_mean
     from v2vcli.io.files import write_json
@@ -67,10 +71,17 @@ def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics
     registered = {name: reg.obj for name, reg in get_registry().metrics().items()}
     wanted = [m.replace("-", "_") for m in (metrics or sorted(registered))]
     skip_set = {m.replace("-", "_") for m in skip}
-    options = {k.replace("-", "_"): dict(v) for k, v in (options or {}).items()}
-    for name in [*wanted, *skip_set, *options]:
+    opts: dict[str, dict[str, Any]] = {k.replace("-", "_"): dict(v) for k, v in (options or {}).items()}
+    for name in [*wanted, *skip_set, *opts]:
         if name not in registered:
             raise ConfigError(f"unknown metric '{name}'{did_you_mean(name, registered)}")
+    if resize_fake:
+        import dataclasses
+
+        for name in wanted:
+            cfg_cls = getattr(registered[name], "Config", None)
+            if dataclasses.is_dataclass(cfg_cls) and "resize_fake" in {f.name for f in dataclasses.fields(cfg_cls)}:
+                opts.setdefault(name, {}).setdefault("resize_fake", True)
     weights = dict(weights or {})
     from v2vcli.errors import WeightsError
     from v2vcli.weights import weights_entries
@@ -98,7 +109,7 @@ def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics
             continue
         t0 = time.perf_counter()
         try:
-            result = compute_metric(name, real, fake, options.get(name), device=device, weights=weights,
+            result = compute_metric(name, real, fake, opts.get(name), device=device, weights=weights,
                                     verify_weights=verify_weights)
         except V2VError as exc:
             skipped[name] = str(exc)
@@ -117,7 +128,7 @@ def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics
         "real": str(real), "fake": str(fake), "device": device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": {name: {"value": res["value"], "higher_is_better": res["higher_is_better"]}
                     for name, res in results.items()},
-        "metrics": results, "skipped": skipped, "failed": failed, "seconds": seconds, "options": options,
+        "metrics": results, "skipped": skipped, "failed": failed, "seconds": seconds, "options": opts,
         "weights": used, "verify_weights": verify_weights,
         "versions": library_versions("torch", "torchvision", "numpy", "scipy", "opencv-contrib-python", "pillow",
                                      "mediapipe", "matplotlib"),

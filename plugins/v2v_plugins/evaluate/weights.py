@@ -7,6 +7,7 @@
   that loads into the network is accepted and its sha256 is recorded in every result. Pin it here once known.
 * ``lpips_vgg``: the LPIPS v0.1 linear heads for VGG, ``lpips/weights/v0.1/vgg.pth`` of the lpips package 0.1.4
   (BSD-2-Clause), saved under a distinctive name; sha256 computed from the PyPI wheel lpips-0.1.4-py3-none-any.whl.
+  An installed ``lpips`` package ships this very file: it is used (after the sha256 check) with no copy or rename.
 """
 
 from __future__ import annotations
@@ -26,5 +27,7 @@ EVAL_WEIGHTS: tuple[WeightsEntry, ...] = (
                         "the pytorch-i3d layout; Google Drive id 1mQK8KD8G6UWRa5t87SRMm5PVXtlpneJT); sha256 not "
                         "pinned (unknown offline): the file's hash is recorded in each result"),
     WeightsEntry("lpips_vgg", "lpips_vgg_v0.1.pth", sha256=LPIPS_VGG_SHA256, url=LPIPS_VGG_URL, used_by="lpips",
-                 source="lpips 0.1.4 (BSD-2) lpips/weights/v0.1/vgg.pth: LPIPS linear heads for VGG16"),
+                 source="lpips 0.1.4 (BSD-2) lpips/weights/v0.1/vgg.pth: LPIPS linear heads for VGG16; an "
+                        "installed lpips package's copy is used when its sha256 matches",
+                 bundled=("lpips", "weights/v0.1/vgg.pth")),
 )

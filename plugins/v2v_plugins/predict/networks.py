@@ -1,6 +1,6 @@
 """The sequential prediction generator shared by ``label_predictor`` and ``frame_predictor``.
 
-Both predict frame t from the K previous ones with the structure of vid2vid's image generator (ARCHITECTURE.md),
+Both predict frame t from the K previous ones with the structure of vid2vid's image generator (docs/architecture.md),
 applied to the future instead of to a conditioning map:
 
     y_t = m · h + (1 - m) · warp(y_{t-1}, w)

@@ -268,7 +268,7 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
     meta = read_meta(predictor)
     if meta.model not in PREDICTORS:
         raise CheckpointError(f"--predictor '{predictor}' is a '{meta.model}' run; pass a run of "
-                              f"{' or '.join(PREDICTORS)} (`v2v train --config examples/configs/predict_world.yaml`)")
+                              f"{' or '.join(PREDICTORS)} (`v2v train --config predict_world`)")
     model: Any  # a LabelPredictor or a FramePredictor (meta.model is one of PREDICTORS), as the helpers take it
     model, _ = load_model_for_inference(predictor, device=device)
     labels = model.kind == "labels"

@@ -272,7 +272,7 @@ class Synthesizer:
         if ff.history_frames > 0:
             raise ConfigError(f"{what} is a '{ff.meta.model}' run that itself starts from {ff.history_frames} real "
                               f"frame(s); pass a run of the single-image model (`v2v train --config "
-                              f"examples/configs/tiny_perframe.yaml`, model.name=perframe)")
+                              f"tiny_perframe`, model.name=perframe)")
         if set(ff.inputs) != set(self.inputs):
             raise ConfigError(f"{what} is conditioned on {', '.join(ff.inputs)} but the model on "
                               f"{', '.join(self.inputs)}; train the perframe run on the model's data.inputs")

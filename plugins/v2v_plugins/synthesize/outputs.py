@@ -28,7 +28,7 @@ from v2vcli.errors import CheckpointError, ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FORMATS", "MARKER", "STALE_SECONDS", "FrameSink", "Mp4Sink", "PngSink", "check_finite",
+__all__ = ["FORMATS", "MARKER", "OTHER_VIDEO_SUFFIXES", "STALE_SECONDS", "FrameSink", "Mp4Sink", "PngSink", "check_finite",
            "check_replaceable", "open_sink", "output_paths", "preview_path", "remove_stale_temps"]
 
 log = logging.getLogger(__name__)
@@ -217,13 +217,11 @@ class PngSink(FrameSink):
 
 
 def _publish_mode(path: Path) -> None:
-    """Temporary files are private (0600/0700); a published output gets the usual umask-based mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-    except OSError:
-        pass
+    """Temporary files are private (0600/0700); a published output gets the usual umask-based mode (its frames
+    included)."""
+    from v2vcli.io.files import publish_mode
+
+    publish_mode(path, recursive=True)
 
 
 def open_sink(path: Path, fmt: Format, fps: float, audio_from: Path | None = None, quality: int = 8,
@@ -267,12 +265,20 @@ def remove_stale_temps(path: Path, older_than: float = STALE_SECONDS) -> list[Pa
     return removed
 
 
-def output_paths(names: list[str], out: str | Path | None, fmt: Format, overwrite: bool = False) -> dict[str, Path]:
-    """Output path of each sequence: ``out`` itself for one sequence, ``out/<name>[.mp4]`` for several.
+#: suffixes of video files synthesize does not write: ``-o clip.avi`` is a mistake, not a folder name
+OTHER_VIDEO_SUFFIXES = (".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg", ".wmv")
 
-    Default ``out``: ``synthesized/``. For one sequence, ``out`` naming an existing folder (or ending in a path
-    separator) also means ``out/<name>[.mp4]``. mp4 files get the ``.mp4`` suffix if ``out`` has none. Every path
-    is checked with :func:`check_replaceable` (before anything is generated).
+
+def output_paths(names: list[str], out: str | Path | None, fmt: Format, overwrite: bool = False) -> dict[str, Path]:
+    """Output path of each sequence (the rules of ``-o``, docs/synthesize.md):
+
+    * no ``-o``: ``synthesized/<name>.mp4`` (``synthesized/<name>/`` for PNG);
+    * a folder, holding ``<name>.mp4`` (or ``<name>/``) per sequence, when the input has several sequences, when
+      ``out`` ends with ``/``, or names an existing folder (mp4), or, for mp4, has no ``.mp4`` suffix;
+    * a file when ``out`` ends with ``.mp4`` and the input is one sequence;
+    * for PNG and one sequence, ``out`` without a trailing ``/`` is the frames folder itself.
+
+    Every path is checked with :func:`check_replaceable` (before anything is generated).
     """
     paths = _output_paths(names, out, fmt)
     for path in paths.values():
@@ -287,14 +293,27 @@ def _output_paths(names: list[str], out: str | Path | None, fmt: Format) -> dict
         return {n: root / f"{n}{suffix}" for n in names}
     raw = str(out)
     path = Path(out)
-    if len(names) > 1 or raw.endswith(("/", os.sep)) or (path.is_dir() and fmt == "mp4"):
-        if path.is_file():
-            raise ConfigError(f"-o '{path}' is a file, but the input has {len(names)} sequences: pass a folder")
+    trailing = raw.endswith(("/", os.sep))
+    is_mp4 = path.suffix.lower() == ".mp4" and not trailing
+    if fmt == "mp4" and path.suffix.lower() in OTHER_VIDEO_SUFFIXES and not trailing:
+        raise ConfigError(f"-o '{path}': synthesize writes .mp4 files (or --format png); pass a .mp4 file name or a "
+                          f"folder")
+    if len(names) > 1:
+        if path.is_file() or is_mp4:
+            raise ConfigError(f"-o '{path}' is a file name, but the input has {len(names)} sequences: pass a folder "
+                              f"(each sequence becomes <folder>/<name>{suffix})")
         return {n: path / f"{n}{suffix}" for n in names}
-    if fmt == "mp4" and path.suffix.lower() != ".mp4":
-        if path.suffix:
-            raise ConfigError(f"-o '{path}': mp4 output needs a .mp4 file name (or use --format png for a folder)")
-        path = path.with_suffix(".mp4")
+    if fmt == "mp4":
+        if is_mp4 and not path.is_dir():
+            return {names[0]: path}
+        if path.is_file():
+            raise ConfigError(f"-o '{path}' is an existing file without the .mp4 suffix; pass a .mp4 file name or a "
+                              f"folder")
+        return {names[0]: path / f"{names[0]}{suffix}"}
+    if trailing:
+        return {names[0]: path / names[0]}
+    if is_mp4:
+        raise ConfigError(f"-o '{path}': --format png writes a folder of frames; pass a folder name (or --format mp4)")
     return {names[0]: path}
 
 

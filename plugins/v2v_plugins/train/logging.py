@@ -97,8 +97,17 @@ def _memory_mib(device: torch.device) -> float:
         return 0.0
 
 
+#: without a terminal (CI, nohup, a batch job) a progress line is logged at least this often
+PLAIN_LINE_SECONDS = 30.0
+
+
 class TrainLogger:
-    """Averages step results and writes them every ``log_every`` steps to every sink (main process only)."""
+    """Averages step results and writes them every ``log_every`` steps to every sink (main process only).
+
+    On a terminal a progress bar shows the step, losses and time left. Without one (stderr redirected: CI, nohup,
+    a cluster job) a plain line is logged instead, as tqdm-less training scripts do: every ``log_every`` steps or
+    every :data:`PLAIN_LINE_SECONDS` seconds, whichever comes first, with the step, epoch, losses, frames/s and ETA.
+    """
 
     def __init__(self, run_dir: Path, *, log_every: int, total_steps: int, start_step: int, device: torch.device,
                  tensorboard: bool, resume: bool, enabled: bool = True, world_size: int = 1) -> None:
@@ -125,6 +134,11 @@ class TrainLogger:
                             "; logging to metrics.jsonl only")
         self._progress: Any = None
         self._task: Any = None
+        self._start_step = start_step
+        self._start_time = time.perf_counter()
+        self._line_time = self._start_time
+        self._line_frames = 0
+        self.plain_lines = enabled and not sys.stderr.isatty()
         if enabled and sys.stderr.isatty() and total_steps > 0:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -157,6 +171,11 @@ class TrainLogger:
         if self._progress is not None:
             g, d = result.losses.get("G_total", float("nan")), result.losses.get("D_total", float("nan"))
             self._progress.update(self._task, completed=step, msg=f"epoch {epoch} G {g:.3f} D {d:.3f}")
+        self._line_frames += result.frames
+        if self.plain_lines:
+            now = time.perf_counter()
+            if step % self.log_every == 0 or now - self._line_time >= PLAIN_LINE_SECONDS or step == self.total_steps:
+                log.info("%s", self.plain_line(step, epoch, result.losses, now))
         if step % self.log_every:
             return None
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
@@ -173,6 +192,24 @@ class TrainLogger:
         self._sums, self._counts, self._frames, self._skipped = {}, {}, 0, 0
         self._t0 = time.perf_counter()
         return record
+
+    def plain_line(self, step: int, epoch: int, losses: Mapping[str, float], now: float | None = None) -> str:
+        """``step 120/2000 (6%) epoch 3 | G_total 4.12 D_total 0.61 ... | 38.2 frames/s | ETA 12m05s``; resets the
+        frame counter of the frames/s figure."""
+        now = time.perf_counter() if now is None else now
+        fps = self._line_frames * self.world_size / max(now - self._line_time, 1e-9)
+        done = step - self._start_step
+        total = f"/{self.total_steps} ({100 * step / self.total_steps:.0f}%)" if self.total_steps > 0 else ""
+        parts = [f"step {step}{total} epoch {epoch}"]
+        shown = {k: v for k, v in losses.items() if k.endswith("_total")} or dict(losses)
+        if shown:
+            parts.append(" ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
+        parts.append(f"{fps:.1f} frames/s")
+        if self.total_steps > step and done > 0:
+            left = (now - self._start_time) / done * (self.total_steps - step)
+            parts.append(f"ETA {_duration(left)}")
+        self._line_time, self._line_frames = now, 0
+        return " | ".join(parts)
 
     def _write(self, record: dict[str, Any]) -> None:
         from v2vcli.registry import get_registry
@@ -204,6 +241,14 @@ class TrainLogger:
             self.tb.close()
         if self.metrics is not None:
             self.metrics.close()
+
+
+def _duration(seconds: float) -> str:
+    """``12m05s``, ``3h02m``, ``41s``."""
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
 
 
 # -- pictures ---------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Write synthetic-world sequences as a v2v dataset (the layout of ARCHITECTURE.md): frames, seg, inst, flow,
+"""Write synthetic-world sequences as a v2v dataset (the layout of docs/architecture.md): frames, seg, inst, flow,
 meta and splits.
 
 The dataset is assembled in a temporary sibling folder and renamed into place at the end, so an interrupted run
