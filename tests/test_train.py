@@ -356,3 +356,14 @@ def torch_equal(a: Any, b: Any) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_a_resume_already_at_its_target_says_nothing_to_do(run: Run, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run.run_dir, copy)
+    res = invoke("train", "--run-dir", copy, "--resume", "--max-steps", STEPS, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "nothing to do: the run is already at step 20, its target" in " ".join(res.output.split())
+    assert "stopped at step" not in res.output

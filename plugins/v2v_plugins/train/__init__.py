@@ -165,7 +165,11 @@ def v2v_register_commands(app: typer.Typer) -> None:
         result = train(cfg, resume=resume, init_from=init_from)
         if is_main():
             where = f" checkpoint {result.checkpoint}" if result.checkpoint else ""
-            typer.echo(f"stopped at step {result.step} ({result.stopped_by});{where}", err=True)
+            if result.stopped_by == "nothing_to_do":
+                typer.echo(f"nothing to do: the run is already at step {result.step}, its target (raise --max-steps, "
+                           f"or the schedule: optim.niter/niter_decay, data.clips_per_sequence);{where}", err=True)
+            else:
+                typer.echo(f"stopped at step {result.step} ({result.stopped_by});{where}", err=True)
         if result.exit_code:
             raise typer.Exit(result.exit_code)
 

@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """How a training run ended. ``stopped_by``: max_steps, schedule, SIGTERM or SIGINT."""
+    """How a training run ended. ``stopped_by``: max_steps, schedule, SIGTERM, SIGINT, or nothing_to_do (a resume
+    whose run was already at its target step)."""
 
     run_dir: Path
     step: int
@@ -426,7 +427,7 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
     if loop.step >= max_steps:
         logger.close()
         log.info("run is already at step %d (target %d): nothing to do", loop.step, max_steps)
-        return TrainResult(run_dir, loop.step, loop.epoch, last_saved, "max_steps")
+        return TrainResult(run_dir, loop.step, loop.epoch, last_saved, "nothing_to_do")
 
     # -- the loop ------------------------------------------------------------------------------------------------
     loader = make_loader(dataset, sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
