@@ -355,4 +355,4 @@ def test_cli_without_mediapipe_says_what_to_install(cli: Any, tiny_video: Path, 
     monkeypatch.setitem(sys.modules, "mediapipe", None)
     result = cli("extract", "pose", tiny_video, "-o", tmp_path / "ds")
     assert result.exit_code == 1
-    assert "pip install 'v2v[mediapipe]'" in result.output
+    assert "pip install 'v2vcli[mediapipe]'" in result.output

@@ -383,3 +383,23 @@ def test_soak_sigkill_extract_with_workers(soak_videos: Path, tmp_path: Path) ->
     finally:
         _reap(tag)
     assert time.monotonic() - t_start < 60
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs Linux /sys (unwritable even for root)")
+def test_an_unwritable_output_location_is_one_sentence(tiny_video: Path, tmp_path: Path) -> None:
+    """Issue 22 item 9: a read-only output gives one `Error:` sentence naming the path, not the raw OSError.
+    /sys refuses new entries even to root (tests run as root, where chmod-based read-only folders do not bite)."""
+    from typer.testing import CliRunner
+
+    from v2vcli.cli import build_app
+
+    target = f"/sys/v2v-test-{os.getpid()}"
+    cases = [["demo", "world", "--out", target, "--size", "32x32", "--frames", "4", "--sequences", "2"],
+             ["extract", "edges", str(tiny_video), "-o", target]]
+    for args in cases:
+        res = CliRunner().invoke(build_app(), args)
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("Error:")]
+        assert res.exit_code == 1 and len(errors) == 1, (args, res.output)
+        assert "cannot write" in errors[0] or "not writable" in errors[0] or "permission" in errors[0].lower(), errors
+        assert "Traceback" not in res.output and "[Errno" not in res.output, res.output
+        assert not Path(target).exists()

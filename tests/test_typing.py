@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed (pip install 'v2v[dev]')")
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed (pip install 'v2vcli[dev]')")
 def test_mypy_finds_no_errors(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports", "--cache-dir", str(tmp_path),
                            "v2vcli", "plugins/v2v_plugins"], cwd=ROOT, capture_output=True, text=True, timeout=300)

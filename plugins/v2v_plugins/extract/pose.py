@@ -97,7 +97,7 @@ def import_mediapipe(what: str) -> Any:
         from mediapipe.python import solutions  # noqa: F401  (the legacy API these extractors use)
     except ImportError as exc:
         raise PluginError(f"the {what} needs mediapipe {MEDIAPIPE_VERSION} ({exc}); install it with "
-                          f"pip install 'v2v[mediapipe]' (Python 3.9-3.12)") from exc
+                          f"pip install 'v2vcli[mediapipe]' (Python 3.9-3.12)") from exc
     version = getattr(mp, "__version__", "?")
     if version != MEDIAPIPE_VERSION:
         log.warning("mediapipe %s is installed; v2v is tested with %s, whose wheel ships the legacy models "
