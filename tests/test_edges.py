@@ -111,7 +111,7 @@ def test_missing_mediapipe_for_face_edges(monkeypatch: pytest.MonkeyPatch) -> No
     from v2v_plugins.extract.edges import FaceEdges
 
     monkeypatch.setitem(sys.modules, "mediapipe", None)
-    with pytest.raises(PluginError, match=r"edges backend 'face' needs mediapipe.*pip install 'v2v\[mediapipe\]'"):
+    with pytest.raises(PluginError, match=r"edges backend 'face' needs mediapipe.*pip install 'v2vcli\[mediapipe\]'"):
         FaceEdges()
 
 

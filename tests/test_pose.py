@@ -242,7 +242,7 @@ def test_missing_mediapipe_is_a_plugin_error_naming_the_extra(monkeypatch: pytes
     from v2v_plugins.extract.pose import MediapipePose
 
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes `import mediapipe` raise ImportError
-    with pytest.raises(PluginError, match=r"pip install 'v2v\[mediapipe\]'"):
+    with pytest.raises(PluginError, match=r"pip install 'v2vcli\[mediapipe\]'"):
         MediapipePose()
 
 
