@@ -1,6 +1,6 @@
 """OpenPose conventions for mediapipe landmarks: BODY_25 / face-70 / hand-21 mapping, rendering and the pose JSON.
 
-The dataset's pose files are OpenPose-compatible (ARCHITECTURE.md, fixed), so a model trained on v2v's pose
+The dataset's pose files are OpenPose-compatible (docs/architecture.md, fixed), so a model trained on v2v's pose
 renderings can be driven by OpenPose output and the other way round. This module owns that contract:
 
 * :func:`body25_from_mediapipe` maps mediapipe's 33 pose landmarks to OpenPose BODY_25 (neck and mid-hip are the

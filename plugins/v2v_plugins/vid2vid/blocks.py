@@ -1,5 +1,5 @@
 """Building blocks of the vid2vid generator: normalisation choice, reflect-padded convolutions, residual blocks,
-down/up-sampling stages and the N(0, 0.02) initialisation (ARCHITECTURE.md, "The vid2vid model").
+down/up-sampling stages and the N(0, 0.02) initialisation (docs/architecture.md, "The vid2vid model").
 
 Every convolution followed by a normalisation keeps its bias, as the official networks do: the parity parameter
 counts include those biases and the norms' affine parameters.

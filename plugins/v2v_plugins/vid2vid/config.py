@@ -1,8 +1,8 @@
 """The ``model`` and ``loss`` config sections of the vid2vid model (``Vid2Vid.Config``, ``Vid2Vid.LossConfig``).
 
-Defaults are the paper's (ARCHITECTURE.md, "The vid2vid model"): the generator defaults are street_512's G0 and
+Defaults are the paper's (docs/architecture.md, "The vid2vid model"): the generator defaults are street_512's G0 and
 the loss weights are the official ones. Everything structural the generator and the discriminators are built from
-lives in :class:`Vid2VidConfig`; presets in examples/configs/ set the rows of ARCHITECTURE.md's preset table.
+lives in :class:`Vid2VidConfig`; presets in examples/configs/ set the rows of docs/architecture.md's preset table.
 This module imports nothing heavy: the CLI resolves configs without torch.
 """
 

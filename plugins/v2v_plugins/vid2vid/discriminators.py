@@ -1,6 +1,6 @@
 """vid2vid discriminators: multi-scale conditional PatchGAN (image), temporal Ds, optional face/region D.
 
-Written from the paper and ARCHITECTURE.md ("Discriminators"):
+Written from the paper and docs/architecture.md ("Discriminators"):
 
 - :class:`NLayerDiscriminator` is one PatchGAN: 4×4 convs, padding 2, widths ndf·(1, 2, 4, ..., capped at 512)
   with stride 2 for the first ``n_layers`` convs, then one stride-1 conv doubling the width (cap 512) and a stride-1

@@ -1,4 +1,4 @@
-"""The sequential vid2vid generator (ARCHITECTURE.md, "The vid2vid model"), coarse-to-fine over spatial scales.
+"""The sequential vid2vid generator (docs/architecture.md, "The vid2vid model"), coarse-to-fine over spatial scales.
 
 G0 (the coarsest scale) encodes the label stack of frames t-L..t and the L previous generated frames with two
 encoders whose outputs are summed; an image head hallucinates h, a flow head predicts the backward flow w (pixels)

@@ -1,4 +1,4 @@
-"""vid2vid losses (ARCHITECTURE.md "Losses"): GAN, feature matching, VGG, flow, warp, temporal and mask terms.
+"""vid2vid losses (docs/architecture.md "Losses"): GAN, feature matching, VGG, flow, warp, temporal and mask terms.
 
 Building blocks (each unweighted unless its docstring says otherwise, all computed in float32 with autocast off):
 
@@ -227,7 +227,7 @@ def _flat(x: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class Vid2VidLoss(nn.Module):
-    """All vid2vid loss terms with their weights (defaults: ARCHITECTURE.md / the paper).
+    """All vid2vid loss terms with their weights (defaults: docs/architecture.md / the paper).
 
     Weights: ``lambda_feat`` (feature matching, all Ds), ``lambda_vgg`` (0 disables the VGG and its weights file),
     ``lambda_flow`` (divided by 2^(n_scales_spatial − 1)), ``lambda_warp``, ``lambda_temporal``, ``lambda_mask``,

@@ -1,4 +1,4 @@
-"""VGG19 perceptual loss of vid2vid (ARCHITECTURE.md "Losses").
+"""VGG19 perceptual loss of vid2vid (docs/architecture.md "Losses").
 
 Features relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 of torchvision's VGG19 architecture (``features`` indices
 1, 6, 11, 20, 29), weighted 1/32, 1/16, 1/8, 1/4, 1; L1 between the fake's features and the (detached) real's.
