@@ -134,9 +134,15 @@ def _train(model: str, opts: DemoOptions, world: Path, runs: Path) -> dict[str, 
         deltas = [b - a for a, b in zip(times, times[1:])]
         per_step = statistics.median(deltas) if deltas else 1.0
         steps = max(calib_steps, int(budget / per_step))
-    # an epoch is n_train × clips_per_sequence batches; aim for ~40 epochs so the LR decay is smooth
-    clips = max(1, steps // (40 * n_train))
+    # an epoch is n_train × clips_per_sequence batches; aim for ~40 epochs so the LR decay is smooth. The clip
+    # grows with the official schedule (vid2vid: data.n_frames_total doubled every train.niter_step epochs), and a
+    # step's time grows with its frames: the budget is spread over the epochs by their clip lengths (calibrated at
+    # the first epoch's length), so the whole schedule still ends on time.
+    epochs, clips = 40, max(1, steps // (40 * n_train))
+    if not opts.quick:
+        epochs, clips = _fit_schedule(model, opts, world, budget, per_step, n_train)
     bpe = n_train * clips
+    steps = bpe * epochs if not opts.quick else steps
     epochs = max(2, -(-steps // bpe))
     run_dir = runs / model
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -153,6 +159,27 @@ def _train(model: str, opts: DemoOptions, world: Path, runs: Path) -> dict[str, 
             "seconds": round(seconds, 1), "seconds_per_step_calibrated": None if opts.quick else round(per_step, 3),
             "sets": sets,
             "config": str(_configs_dir() / MODELS[model])}
+
+
+def _fit_schedule(model: str, opts: DemoOptions, world: Path, budget: float, per_step: float,
+                  n_train: int) -> tuple[int, int]:
+    """(epochs, clips per sequence) whose steps, each costing ``per_step`` × (its clip length / the first one's),
+    fill the most of ``budget`` seconds without passing it (2..40 epochs; more epochs on a tie)."""
+    from v2vcli.data.clips import ClipDataset
+
+    from v2v_plugins.train.loop import clip_schedule
+
+    cfg = _cfg(model, opts, world, opts.out / "runs" / f".plan_{model}", [])
+    history = 0 if getattr(cfg.model, "history", "real") == "empty" else int(getattr(cfg.model, "n_past", 0) or 0)
+    schedule = clip_schedule(cfg, ClipDataset(cfg.data, history=history, need_flow=False), history)
+    best: tuple[float, int, int] = (-1.0, 2, 1)
+    for epochs in range(2, 41):
+        growth = sum(schedule.frames(e) for e in range(epochs)) / schedule.frames(0)  # epochs at the first length
+        clips = int(budget / (per_step * n_train * growth))
+        cost = clips * per_step * n_train * growth
+        if clips >= 1 and cost >= best[0]:
+            best = (cost, epochs, clips)
+    return best[1], best[2]
 
 
 def _synthesize(checkpoint: str, world: Path, out: Path, device: str,
