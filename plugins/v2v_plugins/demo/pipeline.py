@@ -164,7 +164,8 @@ def _train(model: str, opts: DemoOptions, world: Path, runs: Path) -> dict[str, 
 def _fit_schedule(model: str, opts: DemoOptions, world: Path, budget: float, per_step: float,
                   n_train: int) -> tuple[int, int]:
     """(epochs, clips per sequence) whose steps, each costing ``per_step`` × (its clip length / the first one's),
-    fill the most of ``budget`` seconds without passing it (2..40 epochs; more epochs on a tie)."""
+    fill ``budget`` seconds: the most epochs (up to 40, so the clip grows and the LR decays as in the recipe)
+    whose cost reaches 85% of the budget without passing it; else the fullest fit."""
     from v2vcli.data.clips import ClipDataset
 
     from v2v_plugins.train.loop import clip_schedule
@@ -173,11 +174,13 @@ def _fit_schedule(model: str, opts: DemoOptions, world: Path, budget: float, per
     history = 0 if getattr(cfg.model, "history", "real") == "empty" else int(getattr(cfg.model, "n_past", 0) or 0)
     schedule = clip_schedule(cfg, ClipDataset(cfg.data, history=history, need_flow=False), history)
     best: tuple[float, int, int] = (-1.0, 2, 1)
-    for epochs in range(2, 41):
+    for epochs in range(40, 1, -1):
         growth = sum(schedule.frames(e) for e in range(epochs)) / schedule.frames(0)  # epochs at the first length
         clips = int(budget / (per_step * n_train * growth))
         cost = clips * per_step * n_train * growth
-        if clips >= 1 and cost >= best[0]:
+        if clips >= 1 and cost >= 0.85 * budget:
+            return epochs, clips
+        if clips >= 1 and cost > best[0]:
             best = (cost, epochs, clips)
     return best[1], best[2]
 
