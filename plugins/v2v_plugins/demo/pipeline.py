@@ -168,10 +168,10 @@ def _fit_schedule(model: str, opts: DemoOptions, world: Path, budget: float, per
     whose cost reaches 85% of the budget without passing it; else the fullest fit."""
     from v2vcli.data.clips import ClipDataset
 
-    from v2v_plugins.train.loop import clip_schedule
+    from v2v_plugins.train.loop import clip_schedule, config_history_frames
 
     cfg = _cfg(model, opts, world, opts.out / "runs" / f".plan_{model}", [])
-    history = 0 if getattr(cfg.model, "history", "real") == "empty" else int(getattr(cfg.model, "n_past", 0) or 0)
+    history = config_history_frames(cfg)
     schedule = clip_schedule(cfg, ClipDataset(cfg.data, history=history, need_flow=False), history)
     best: tuple[float, int, int] = (-1.0, 2, 1)
     for epochs in range(40, 1, -1):

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from v2vcli.model import VideoModel
 
 __all__ = ["TrainResult", "LoopState", "resolve_device", "train", "training_plan", "clip_schedule",
-           "check_training_config", "rng_state", "set_rng_state"]
+           "check_training_config", "config_history_frames", "rng_state", "set_rng_state"]
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,12 @@ def check_training_config(cfg: V2VConfig) -> None:
         check(cfg)
 
 
+def config_history_frames(cfg: V2VConfig) -> int:
+    """The real history frames a training clip starts with, from the config alone (no model built): 0 for an
+    empty history, else the generator's past frames (vid2vid's ``history_frames``)."""
+    return 0 if getattr(cfg.model, "history", "real") == "empty" else int(getattr(cfg.model, "n_past", 0) or 0)
+
+
 def clip_schedule(cfg: V2VConfig, dataset: Any, history: int) -> Any:
     """The clip-length schedule of a run on ``dataset`` (a :class:`~v2vcli.data.clips.ClipDataset`): the official
     cap min(128, longest training sequence) - (n_frames_G - 1)."""
@@ -248,7 +254,7 @@ def training_plan(cfg: V2VConfig, *, init_from: bool = False, world_size: int = 
     check_training_config(cfg)
     ds = _check_dataset(cfg.data.root)
     label_set = ds.label_set("seg") if "seg" in cfg.data.inputs else None
-    history = 0 if getattr(cfg.model, "history", "real") == "empty" else int(getattr(cfg.model, "n_past", 0) or 0)
+    history = config_history_frames(cfg)
     model_cls = get_registry().get_model(cfg.model.name)
     dataset = ClipDataset(cfg.data, history=history, seed=cfg.seed, need_flow=False, label_set=label_set)
     if len(dataset) == 0:

@@ -50,7 +50,7 @@ __all__ = ["Vid2VidModel", "Vid2VidFrameGenerator", "combine_losses", "possible_
 log = logging.getLogger(__name__)
 
 
-def possible_temporal_scales(cfg: V2VConfig, history: int = 0) -> list[int]:
+def possible_temporal_scales(cfg: V2VConfig) -> list[int]:
     """Temporal scales that some chunk of the schedule can feed: the buffer of a sequence reaches the longest clip
     of the schedule (``data.n_frames_total`` doubled every ``train.niter_step`` epochs, at most 128 - L frames)."""
     from v2vcli.data.clips import ClipSchedule
