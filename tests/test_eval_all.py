@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from v2v_plugins.evaluate.base import Metric, MetricResult
 from v2vcli.hookspecs import hookimpl
+from v2vcli.metric import Metric, MetricResult
 
 
 @pytest.fixture(scope="module")

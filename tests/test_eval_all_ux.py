@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from v2v_plugins.evaluate.base import Metric, MetricResult
 from v2vcli.errors import DatasetError, V2VError
 from v2vcli.hookspecs import hookimpl
+from v2vcli.metric import Metric, MetricResult
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def _copy_frames(world: Path, out: Path, rename: dict[str, str] | None = None,
 
 
 def test_previews_are_not_sequences(world: Path, tmp_path: Path) -> None:
-    from v2v_plugins.evaluate.inputs import resolve_input
+    from v2vcli.io.inputs import resolve_input
 
     fake = _copy_frames(world, tmp_path / "fake")
     _copy_frames(world, tmp_path / "fake", rename={"world_000": "world_000_preview", "world_001": "world_001_preview"})
@@ -64,13 +64,13 @@ def test_previews_left_out_of_eval_all(cli: Any, world: Path, tmp_path: Path) ->
 
 
 def test_pairing_is_case_insensitive_when_unambiguous(world: Path, tmp_path: Path) -> None:
-    from v2v_plugins.evaluate.inputs import InputSequence, pair_inputs, resolve_input
+    from v2vcli.io.inputs import InputSequence, pair_inputs, resolve_input
 
     fake = _copy_frames(world, tmp_path / "fake", rename={"world_000": "World_000", "world_001": "WORLD_001"})
     pairs = pair_inputs(resolve_input(world), resolve_input(fake))
     assert sorted((r.name, f.name) for r, f in pairs) == [("world_000", "World_000"), ("world_001", "WORLD_001")]
 
-    from v2v_plugins.evaluate.inputs import EvalInput
+    from v2vcli.io.inputs import EvalInput
 
     def coll(*names: str) -> EvalInput:
         return EvalInput(tmp_path, "collection", tuple(InputSequence(n, tmp_path / n, "frames") for n in names))

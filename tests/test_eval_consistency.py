@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from v2v_plugins.evaluate.base import compute_metric
-from v2v_plugins.evaluate.consistency import confusion_matrix, iou_from_confusion, keypoint_scores
+from v2v_plugins.evaluate.consistency import keypoint_scores
 from v2vcli.errors import DatasetError
 from v2vcli.extractor import Extractor
 from v2vcli.hookspecs import hookimpl
+from v2vcli.metric import compute_metric, confusion, iou_from_confusion
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def _shifted_copy(src: Path, dst: Path, px: int) -> Path:
 def test_confusion_and_iou() -> None:
     ref = np.array([[0, 0, 1, 1], [2, 2, 2, 255]])
     pred = np.array([[0, 1, 1, 1], [2, 2, 0, 0]])
-    conf = confusion_matrix(ref, pred, 3, ignore_id=255)
+    conf = confusion(ref, pred, 3, ignore_id=255)
     assert conf.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
     iou, present = iou_from_confusion(conf)
     np.testing.assert_allclose(iou, [1 / 3, 2 / 3, 2 / 3])

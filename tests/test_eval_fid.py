@@ -21,11 +21,11 @@ pytorch_fid = pytest.importorskip("pytorch_fid", reason="pytorch-fid is the refe
 from pytorch_fid import fid_score  # noqa: E402
 from pytorch_fid import inception as pfid_inception  # noqa: E402
 
-from v2v_plugins.evaluate.base import compute_metric  # noqa: E402
 from v2v_plugins.evaluate.fid import FID, FIDConfig, FIDFeatureExtractor, clean_resize  # noqa: E402
 from v2v_plugins.evaluate.frechet import (feature_statistics, frechet_distance,  # noqa: E402
                                           rank_deficiency_warning)
 from v2vcli.errors import V2VError, WeightsError  # noqa: E402
+from v2vcli.metric import compute_metric  # noqa: E402
 
 
 def _images(n: int, seed: int, coarse: int = 8, size: int = 32, gamma: float = 1.0) -> np.ndarray:

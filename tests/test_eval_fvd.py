@@ -16,10 +16,10 @@ from conftest import moving_pattern
 
 torch = pytest.importorskip("torch")
 
-from v2v_plugins.evaluate.base import compute_metric  # noqa: E402
 from v2v_plugins.evaluate.fvd import iter_clips, preprocess_clips  # noqa: E402
 from v2v_plugins.evaluate.i3d import build_i3d, load_i3d  # noqa: E402
 from v2vcli.errors import WeightsError  # noqa: E402
+from v2vcli.metric import compute_metric  # noqa: E402
 
 SIZE = 64
 
@@ -118,7 +118,7 @@ def test_pipeline_matches_independent_reimplementation(videos: tuple[Path, Path]
         assert result.details["fake_clips"] == len(ref_fake[tap]) == 3
         # The cached clip features are v2v's features: compare them with the reference taps directly.
         import v2v_plugins.evaluate.fvd as fvd_mod
-        from v2v_plugins.evaluate.inputs import resolve_input
+        from v2vcli.io.inputs import resolve_input
 
         m = fvd_mod.FVD(fvd_mod.FVDConfig(**opts), "cpu", weights, verify_weights=False)
         feats = m.sequence_features(resolve_input(real).sequences, "real")["seq"][tap]
@@ -217,7 +217,7 @@ def test_fvd_at_224_matches_cd_fvd_on_the_same_random_i3d(tmp_path: Path) -> Non
         ours = compute_metric("fvd", folders["real"], folders["fake"], {"cache": False}, device="cpu",
                               weights=weights, verify_weights=False)
         import v2v_plugins.evaluate.fvd as fvd_mod
-        from v2v_plugins.evaluate.inputs import resolve_input
+        from v2vcli.io.inputs import resolve_input
 
         m = fvd_mod.FVD(fvd_mod.FVDConfig(cache=False), "cpu", weights, verify_weights=False)
         ref = cdfvd.cdfvd("i3d", ckpt_path=str(weights_file), device="cpu", n_fake="full", compute_feats=True)

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import moving_pattern, write_video
-from v2v_plugins.evaluate.base import compute_metric
-from v2v_plugins.evaluate.image_metrics import psnr, ssim
-from v2v_plugins.evaluate.inputs import pair_inputs, resolve_input
 from v2vcli.errors import DatasetError, VideoError
+from v2vcli.io.inputs import pair_inputs, resolve_input
+from v2vcli.metric import compute_metric, psnr, ssim
 
 skm = pytest.importorskip("skimage.metrics", reason="scikit-image is the reference (a test dependency)")
 

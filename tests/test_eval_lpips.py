@@ -17,9 +17,9 @@ torchvision = pytest.importorskip("torchvision")
 
 from torchvision.models.vgg import cfgs, make_layers  # noqa: E402
 
-from v2v_plugins.evaluate.base import compute_metric  # noqa: E402
 from v2v_plugins.evaluate.lpips import LPIPS_CHANNELS, LPIPSNet  # noqa: E402
 from v2vcli.errors import WeightsError  # noqa: E402
+from v2vcli.metric import compute_metric  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import moving_pattern
-from v2v_plugins.evaluate.base import compute_metric
 from v2v_plugins.evaluate.warp_error import warp_error_pair
 from v2vcli.flow import FlowEstimator
 from v2vcli.hookspecs import hookimpl
+from v2vcli.metric import compute_metric
 
 H, W, T = 64, 96, 7
 

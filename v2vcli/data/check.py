@@ -19,6 +19,7 @@ import numpy as np
 
 from v2vcli.data.layout import Dataset, LabelSet
 from v2vcli.errors import DatasetError
+from v2vcli.runtime import ProgressBar
 
 __all__ = ["Problem", "CheckReport", "check_dataset"]
 
@@ -217,8 +218,6 @@ def _iter_dirs(root: Path) -> Iterator[Path]:
 
 def check_dataset(root: str | Path, *, decode: bool = True, progress: bool | None = None) -> CheckReport:
     """Check the dataset at ``root``; ``decode=False`` checks names and counts only (fast)."""
-    import sys
-
     ds = Dataset(root)
     report = CheckReport(ds.root)
     fm = ds.frames_meta()  # not a dataset at all: a DatasetError, not a report
@@ -237,16 +236,8 @@ def check_dataset(root: str | Path, *, decode: bool = True, progress: bool | Non
         report.add("", "seg", "bad meta", "meta/seg.json has no label_set, which training needs to read the label "
                                           "ids; re-extract seg (`v2v extract seg ... --overwrite`) or re-import")
     total = sum(int(e.get("count", 0)) for e in sequences.values()) * max(1, len(modalities)) if decode else 0
-    show = progress if progress is not None else sys.stderr.isatty()
-    bar: Any = None
-    if show and total:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        bar = Progress(console=Console(stderr=True), transient=True)
-        bar.start()
-        task = bar.add_task("checking", total=total)
-    checker = _Checker(ds, report, decode, (lambda n: bar.advance(task, n)) if bar else (lambda n: None))
+    bar = ProgressBar(total, "checking", enabled=progress if total else False)
+    checker = _Checker(ds, report, decode, bar.advance)
     try:
         for seq, entry in sorted(sequences.items()):
             try:
@@ -287,8 +278,7 @@ def check_dataset(root: str | Path, *, decode: bool = True, progress: bool | Non
                 if folder.name not in sequences:
                     report.add(folder.name, modality, "unknown sequence", f"{folder} is not in meta/frames.json")
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.close()
     split_path = ds.root / "splits.json"
     if split_path.is_file():
         try:

@@ -1,15 +1,23 @@
 """Colours for previews: label palettes, colourised label/instance/flow/gray maps, blending and tiling.
 
-Previews are for people, never for training: every function returns RGB uint8 (H, W, 3).
+Previews are for people, never for training: every function returns RGB uint8 (H, W, 3), except
+:func:`colorize_inputs`, which draws a batch of model conditioning as a float tensor for training samples.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
+    from v2vcli.data.layout import LabelSet
+
 __all__ = [
+    "colorize_inputs",
     "labelled_grid",
     "label_palette",
     "colorize_labels",
@@ -143,3 +151,46 @@ def labelled_grid(images: list[np.ndarray], columns: int, row_names: list[str] |
     for r, name in enumerate(row_names or []):
         cv2.putText(out, name, (4, top + r * h + h // 2 + 4), font, size, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def colorize_inputs(inputs: Mapping[str, Any], label_set: LabelSet | None = None) -> torch.Tensor:
+    """A picture of the conditioning for samples: (..., 3, H, W) float in [-1, 1].
+
+    seg through the label set's palette, else the first of pose/densepose (RGB), edges or edge_dist (grey);
+    instance boundaries drawn white on top. Inputs are the raw modality tensors of a clip batch.
+    """
+    import torch
+
+    picture: torch.Tensor | None = None
+    if "seg" in inputs and label_set is not None:
+        seg = inputs["seg"].long().clamp(0, 255)
+        pal = torch.from_numpy(np.asarray(label_set.palette(), dtype=np.float32)).to(seg.device)
+        picture = pal[seg].movedim(-1, -3) / 127.5 - 1.0
+    else:
+        for m in ("pose", "densepose"):
+            if m in inputs:
+                x = inputs[m]
+                picture = x.float() / 127.5 - 1.0 if not x.is_floating_point() else x.float()
+                break
+        if picture is None:
+            for m in ("edges", "edge_dist", "seg"):
+                if m in inputs:
+                    x = inputs[m].float()
+                    if m == "seg":
+                        x = x / max(float(x.max()), 1.0) * 255.0
+                    if m == "edge_dist":
+                        x = x.amax(dim=-3) * 255.0
+                    grey = x / 127.5 - 1.0
+                    picture = grey.unsqueeze(-3).expand(*grey.shape[:-2], 3, *grey.shape[-2:])
+                    break
+    if picture is None:
+        raise ValueError(f"no modality to draw among {sorted(inputs)}")
+    if "inst" in inputs:
+        ids = inputs["inst"]
+        edge = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+        dx = ids[..., :, 1:] != ids[..., :, :-1]
+        dy = ids[..., 1:, :] != ids[..., :-1, :]
+        edge[..., :, 1:] |= dx
+        edge[..., 1:, :] |= dy
+        picture = torch.where(edge.unsqueeze(-3), torch.ones_like(picture), picture)
+    return picture.contiguous()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["build_segmenter", "train_segmenter", "segment", "confusion", "miou"]
+__all__ = ["build_segmenter", "train_segmenter", "segment"]
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +93,3 @@ def segment(net: Any, frames: Sequence[Any], device: Any = "cpu") -> Any:
 
     with torch.no_grad():
         return net(_to_tensor(frames, device)).argmax(1).cpu().numpy()
-
-
-def confusion(pred: Any, target: Any, n_classes: int) -> Any:
-    """(n_classes, n_classes) counts, rows = target, columns = prediction; target ids ≥ n_classes are ignored."""
-    import numpy as np
-
-    t, p = np.asarray(target).ravel().astype(np.int64), np.asarray(pred).ravel().astype(np.int64)
-    keep = t < n_classes
-    return np.bincount(t[keep] * n_classes + p[keep], minlength=n_classes**2).reshape(n_classes, n_classes)
-
-
-def miou(conf: Any) -> tuple[float, dict[int, float]]:
-    """Mean IoU over the classes present in the target (or predicted), and the per-class IoU."""
-    import numpy as np
-
-    inter = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - np.diag(conf)
-    per = {int(c): float(inter[c] / union[c]) for c in range(len(inter)) if union[c] > 0}
-    return (float(np.mean(list(per.values()))) if per else float("nan")), per

@@ -24,13 +24,21 @@ import typer
 from v2vcli.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from v2v_plugins.evaluate.base import Metric
+    from v2vcli.metric import Metric, compute_metric
 
-__all__ = ["v2v_register_metrics", "v2v_register_weights", "v2v_register_commands", "add_metric_command",
-           "render_result",
-           "RESERVED_SUBCOMMANDS"]
+__all__ = ["compute_metric", "v2v_register_metrics", "v2v_register_weights", "v2v_register_commands",
+           "add_metric_command", "render_result", "RESERVED_SUBCOMMANDS"]
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    """The public face: ``from v2v_plugins.evaluate import compute_metric`` (:mod:`v2vcli.metric`, on first use)."""
+    if name == "compute_metric":
+        from v2vcli.metric import compute_metric
+
+        return compute_metric
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Subcommands of `v2v eval` that are not metrics.
 RESERVED_SUBCOMMANDS = frozenset({"all"})
@@ -129,9 +137,9 @@ def add_metric_command(group: typer.Typer, name: str, cls: type) -> None:
     ]
 
     def command(**kwargs: Any) -> None:
-        from v2v_plugins.evaluate.base import compute_metric
         from v2vcli.cli.util import print_json
         from v2vcli.errors import WeightsError, did_you_mean
+        from v2vcli.metric import compute_metric
         from v2vcli.weights import parse_weights_overrides, weights_entries
 
         weights = parse_weights_overrides(kwargs["weights"])

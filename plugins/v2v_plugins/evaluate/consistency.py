@@ -2,7 +2,7 @@
 
 ``--real`` is the conditioning dataset (its root, a sequence folder ``DATASET/frames/<seq>``, or the modality
 folder ``DATASET/pose/<seq>`` / ``DATASET/seg/<seq>``); ``--fake`` the synthesized video(s), paired by sequence
-name as every metric does (:mod:`v2v_plugins.evaluate.inputs`). Frame t of the fake is compared with the
+name as every metric does (:mod:`v2vcli.io.inputs`). Frame t of the fake is compared with the
 conditioning of frame t.
 
 * **pose_consistency**: pose is re-extracted from the fake with the same extractor as the conditioning (backend
@@ -28,11 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from v2v_plugins.evaluate.base import Metric, MetricResult, progress
-from v2v_plugins.evaluate.inputs import InputSequence, estimated_frames, iter_frames, pair_inputs, resolve_input
+import numpy as np
+
+from v2vcli.data.layout import Dataset
+from v2vcli.errors import ConfigError, DatasetError, VideoError
+from v2vcli.extract import build_config
+from v2vcli.io.files import read_json, read_label
+from v2vcli.io.inputs import EvalInput, InputSequence, estimated_frames, iter_frames, pair_inputs, resolve_input
+from v2vcli.metric import Metric, MetricResult, confusion, iou_from_confusion
+from v2vcli.registry import get_registry
+from v2vcli.runtime import progress
 
 __all__ = ["PoseConsistencyConfig", "PoseConsistency", "SegConsistencyConfig", "SegConsistency",
-           "conditioning_folder", "keypoint_scores", "confusion_matrix", "iou_from_confusion", "PCK_ALPHAS"]
+           "conditioning_folder", "keypoint_scores", "PCK_ALPHAS"]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +49,6 @@ PCK_ALPHAS = (0.05, 0.1)
 
 def conditioning_folder(seq: InputSequence, kind: str) -> tuple[Path, Path]:
     """(dataset root, ``DATASET/<kind>/<seq>``) of a real sequence from a dataset (frames or ``kind`` folder)."""
-    from v2vcli.errors import DatasetError
-
     folder = seq.path
     root = folder.parent.parent
     in_dataset = (root / "meta" / "frames.json").is_file()
@@ -58,8 +64,6 @@ def conditioning_folder(seq: InputSequence, kind: str) -> tuple[Path, Path]:
 
 def _real_sequences(real: str | Path, kind: str) -> Any:
     """The real input, with ``DATASET/<kind>/<seq>`` accepted in place of ``DATASET/frames/<seq>``."""
-    from v2v_plugins.evaluate.inputs import EvalInput
-
     p = Path(real)
     if p.parent.name == kind and (p.parent.parent / "meta" / "frames.json").is_file():
         return EvalInput(p, "frames", (InputSequence(p.name, p, "frames"),))
@@ -68,10 +72,6 @@ def _real_sequences(real: str | Path, kind: str) -> Any:
 
 def _extractor(root: Path, kind: str, backend: str, device: str) -> tuple[Any, str, dict[str, Any]]:
     """An extractor of ``kind``: ``backend`` or the dataset's, with the dataset's options when the backend matches."""
-    from v2vcli.data.layout import Dataset
-    from v2vcli.extract import build_config
-    from v2vcli.registry import get_registry
-
     meta = Dataset(root).kind_meta(kind) or {}
     name = backend or meta.get("backend") or get_registry().default_backend(kind)
     cls = get_registry().get_extractor(kind, name)
@@ -92,8 +92,6 @@ class PoseConsistencyConfig:
 
 def _body25(data: Any) -> Any:
     """(25, 3) BODY_25 keypoints of the first person of a pose JSON (None when nobody)."""
-    import numpy as np
-
     people = (data or {}).get("people") or []
     if not people:
         return None
@@ -102,8 +100,6 @@ def _body25(data: Any) -> Any:
 
 def keypoint_scores(ref: Any, fake: Any, min_confidence: float = 0.5) -> dict[str, Any] | None:
     """PCK and errors of one frame's BODY_25 keypoints (``fake`` None: nobody found); None: nothing to compare."""
-    import numpy as np
-
     valid = ref[:, 2] >= min_confidence
     if valid.sum() < 2:
         return None
@@ -129,12 +125,6 @@ class PoseConsistency(Metric):
     Config = PoseConsistencyConfig
 
     def compute(self, real: str | Path | None, fake: str | Path) -> MetricResult:
-        import numpy as np
-
-        from v2vcli.data.layout import Dataset
-        from v2vcli.errors import ConfigError, DatasetError
-        from v2vcli.io.files import read_json
-
         if real is None:
             raise ConfigError("pose_consistency needs --real DATASET (the conditioning pose)")
         cfg: PoseConsistencyConfig = self.config
@@ -216,36 +206,10 @@ class SegConsistencyConfig:
                 "(the labels of that dataset, e.g. exact ground truth)."})
 
 
-def confusion_matrix(ref: Any, pred: Any, num_classes: int, ignore_id: int | None = None) -> Any:
-    """(C, C) int64 counts, rows = reference label, columns = predicted label."""
-    import numpy as np
-
-    r = np.asarray(ref, np.int64).ravel()
-    p = np.asarray(pred, np.int64).ravel()
-    keep = (r >= 0) & (r < num_classes) & (p >= 0) & (p < num_classes)
-    if ignore_id is not None:
-        keep &= r != ignore_id
-    return np.bincount(r[keep] * num_classes + p[keep], minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def iou_from_confusion(conf: Any) -> tuple[Any, Any]:
-    """Per-class IoU (NaN where the class is in neither) and the mask of classes present."""
-    import numpy as np
-
-    tp = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - tp
-    present = union > 0
-    iou = np.full(len(tp), np.nan)
-    iou[present] = tp[present] / union[present]
-    return iou, present
-
-
 class _DatasetLabels:
     """The "segmenter" ``dataset:PATH``: labels of the dataset at PATH for the same sequence and frame."""
 
     def __init__(self, path: str) -> None:
-        from v2vcli.data.layout import Dataset
-
         self.dataset = Dataset(path)
         self._labels = self.dataset.label_set("seg")
         self.seq = ""
@@ -257,9 +221,6 @@ class _DatasetLabels:
         self.seq = seq
 
     def process(self, frame: Any, index: int) -> dict[str, Any]:
-        from v2vcli.errors import DatasetError
-        from v2vcli.io.files import read_label
-
         path = self.dataset.frame_path("seg", self.seq, index)
         if not path.is_file():
             raise DatasetError(f"seg backend dataset:{self.dataset.root} has no labels '{path}'")
@@ -282,12 +243,6 @@ class SegConsistency(Metric):
     Config = SegConsistencyConfig
 
     def compute(self, real: str | Path | None, fake: str | Path) -> MetricResult:
-        import numpy as np
-
-        from v2vcli.data.layout import Dataset
-        from v2vcli.errors import ConfigError, DatasetError, VideoError
-        from v2vcli.io.files import read_label
-
         if real is None:
             raise ConfigError("seg_consistency needs --real DATASET (the conditioning labels)")
         cfg: SegConsistencyConfig = self.config
@@ -329,7 +284,7 @@ class SegConsistency(Metric):
                     pred = np.asarray(segmenter.process(frame, i)["seg"])
                     if pred.shape != ref.shape:
                         pred = _resize_labels(pred, (ref.shape[1], ref.shape[0]))
-                    conf = confusion_matrix(ref, pred, nc, labels.ignore_id)
+                    conf = confusion(ref, pred, nc, labels.ignore_id)
                     seq_conf += conf
                     iou, present = iou_from_confusion(conf)
                     values.append(float(np.mean(iou[present])) if present.any() else math.nan)
@@ -360,7 +315,5 @@ class SegConsistency(Metric):
 
 def _resize_labels(labels: Any, size: tuple[int, int]) -> Any:
     import cv2
-    import numpy as np
-
     return np.ascontiguousarray(cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST))
 

@@ -1,6 +1,6 @@
 """FID: Fréchet distance between Inception features of real and fake frames (Heusel et al. 2017).
 
-Every frame of every paired sequence (see :mod:`v2v_plugins.evaluate.inputs`) is one sample; the two sets need not
+Every frame of every paired sequence (see :mod:`v2vcli.io.inputs`) is one sample; the two sets need not
 have the same size. Network: the FID Inception v3 of :mod:`v2v_plugins.evaluate.inception` with the registry's
 ``inception_fid`` weights (``--weights inception_fid=PATH`` to point at a file). Protocols:
 
@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from v2v_plugins.evaluate.base import Metric, MetricResult, progress
-from v2v_plugins.evaluate.inputs import (EvalInput, InputSequence, estimated_frames, open_sequence, pair_inputs,
-                                         resolve_input, sequence_signature)
+from v2vcli.io.inputs import (EvalInput, InputSequence, estimated_frames, open_sequence, pair_inputs,
+                             resolve_input, sequence_signature)
+from v2vcli.metric import Metric, MetricResult
+from v2vcli.runtime import progress
 
 __all__ = ["FIDConfig", "FID", "FIDFeatureExtractor", "clean_resize", "feature_cache_dir", "FEATURE_VERSION"]
 

@@ -1,6 +1,6 @@
 """FVD and vfid_i3d: Fréchet distances between I3D features of real and fake video clips.
 
-Both cut every paired sequence (see :mod:`v2v_plugins.evaluate.inputs`) into clips and embed each clip with the
+Both cut every paired sequence (see :mod:`v2vcli.io.inputs`) into clips and embed each clip with the
 I3D of :mod:`v2v_plugins.evaluate.i3d` (registry weights ``i3d_kinetics400``, ``--weights i3d_kinetics400=PATH``):
 
 * **fvd** (Unterthiner et al. 2018, the common protocol): clips of 16 consecutive frames, each frame resized to
@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from v2v_plugins.evaluate.base import Metric, MetricResult, progress
-from v2v_plugins.evaluate.inputs import (InputSequence, estimated_frames, iter_frames, pair_inputs, resolve_input,
-                                         sequence_signature)
+from v2vcli.io.inputs import (InputSequence, estimated_frames, iter_frames, pair_inputs, resolve_input,
+                             sequence_signature)
+from v2vcli.metric import Metric, MetricResult
+from v2vcli.runtime import progress
 
 __all__ = ["FVDConfig", "FVD", "VFIDI3D", "I3DClipFeatures", "iter_clips", "preprocess_clips", "I3D_FEATURE_VERSION"]
 

@@ -22,17 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from v2v_plugins.evaluate.base import Metric, MetricResult, progress
-from v2v_plugins.evaluate.inputs import estimated_frames, pair_inputs, paired_frames, resolve_input
+from v2vcli.errors import ConfigError, VideoError
+from v2vcli.io.inputs import estimated_frames, pair_inputs, paired_frames, resolve_input
+from v2vcli.metric import (SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_TRUNCATE, Metric, MetricResult, gaussian_window, psnr,
+                           ssim)
+from v2vcli.runtime import progress
 
-__all__ = ["PairedConfig", "PairedFrameMetric", "PSNR", "SSIM", "psnr", "ssim", "SSIM_SIGMA", "SSIM_TRUNCATE"]
+__all__ = ["PairedConfig", "PairedFrameMetric", "PSNR", "SSIM"]
 
 log = logging.getLogger(__name__)
-
-SSIM_SIGMA = 1.5
-SSIM_TRUNCATE = 3.5
-SSIM_K1, SSIM_K2 = 0.01, 0.03
-
 
 @dataclass(kw_only=True)
 class PairedConfig:
@@ -40,58 +38,6 @@ class PairedConfig:
 
     resize_fake: bool = field(default=False, metadata={
         "help": "Resize fake frames to the real frame size when they differ (else an error)."})
-
-
-def psnr(real: Any, fake: Any, data_range: float = 255.0) -> float:
-    """PSNR in dB of two images of the same shape (uint8 or float); +inf when they are identical."""
-    import numpy as np
-
-    a, b = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"psnr needs images of one shape, got {a.shape} and {b.shape}")
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
-
-
-def _gaussian_1d(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> Any:
-    import numpy as np
-
-    radius = int(truncate * sigma + 0.5)  # scipy.ndimage's kernel radius
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * x**2 / sigma**2)
-    return k / k.sum()
-
-
-def ssim(real: Any, fake: Any, data_range: float = 255.0) -> float:
-    """Mean SSIM of two (H, W) or (H, W, C) images as skimage's Gaussian-window SSIM (module docstring)."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    a, b = np.asarray(real), np.asarray(fake)
-    if a.shape != b.shape:
-        raise ValueError(f"ssim needs images of one shape, got {a.shape} and {b.shape}")
-    if a.ndim == 2:
-        a, b = a[..., None], b[..., None]
-    k1 = _gaussian_1d()
-    win = len(k1)
-    h, w, c = a.shape
-    if h < win or w < win:
-        from v2vcli.errors import VideoError
-
-        raise VideoError(f"SSIM needs frames of at least {win}x{win} pixels, got {w}x{h}")
-    x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(torch.float64)  # (C, H, W)
-    y = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1))).to(torch.float64)
-    maps = torch.cat([x, y, x * x, y * y, x * y], dim=0)[None]  # (1, 5C, H, W)
-    kern = torch.from_numpy(k1)
-    groups = maps.shape[1]
-    maps = F.conv2d(maps, kern.view(1, 1, win, 1).expand(groups, 1, win, 1).contiguous(), groups=groups)
-    maps = F.conv2d(maps, kern.view(1, 1, 1, win).expand(groups, 1, 1, win).contiguous(), groups=groups)
-    ux, uy, uxx, uyy, uxy = maps[0].split(c, dim=0)
-    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return float(s.mean(dim=(1, 2)).mean())
 
 
 class PairedFrameMetric(Metric):
@@ -105,8 +51,6 @@ class PairedFrameMetric(Metric):
         """The metric of one RGB uint8 (H, W, 3) frame pair."""
 
     def compute(self, real: str | Path | None, fake: str | Path) -> MetricResult:
-        from v2vcli.errors import ConfigError, VideoError
-
         if real is None:
             raise ConfigError(f"{self.name} needs --real PATH")
         cfg: PairedConfig = self.config
@@ -169,6 +113,6 @@ class SSIM(PairedFrameMetric):
 
     def protocol(self) -> dict[str, Any]:
         return {"data_range": 255, "gaussian_weights": True, "sigma": SSIM_SIGMA, "truncate": SSIM_TRUNCATE,
-                "win_size": len(_gaussian_1d()), "K1": SSIM_K1, "K2": SSIM_K2, "use_sample_covariance": False,
+                "win_size": len(gaussian_window()), "K1": SSIM_K1, "K2": SSIM_K2, "use_sample_covariance": False,
                 "channels": "SSIM per RGB channel, averaged", "aggregate": "mean over all frame pairs",
                 "reference": "skimage.metrics.structural_similarity"}

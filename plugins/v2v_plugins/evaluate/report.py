@@ -26,6 +26,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from v2vcli.errors import ConfigError, V2VError, WeightsError, did_you_mean
+from v2vcli.io.files import atomic_path, write_bytes_atomic, write_json
+from v2vcli.io.inputs import resolve_input
+from v2vcli.metric import compute_metric
+from v2vcli.registry import get_registry
+from v2vcli.runtime import device_name, json_safe, library_versions
+from v2vcli.weights import resolve_weights, weights_entries
+
 __all__ = ["evaluate_all", "weights_available", "write_markdown", "write_plots", "REPORT_FILES"]
 
 log = logging.getLogger(__name__)
@@ -37,9 +45,6 @@ HORIZON_METRICS = ("psnr", "ssim", "lpips", "warp_error", "pose_consistency", "s
 
 def weights_available(names: Sequence[str], explicit: Mapping[str, str]) -> str | None:
     """None when every weights name is given or found locally (no download), else the reason."""
-    from v2vcli.errors import WeightsError
-    from v2vcli.weights import resolve_weights
-
     for name in names:
         if name in explicit:
             continue
@@ -59,13 +64,6 @@ def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics
     ``resize_fake`` sets the ``resize_fake`` option of every metric that has one (``eval psnr --resize-fake``: fake
     frames resized to the real size), unless ``options`` sets it for that metric.
     """
-    from v2v_plugins.evaluate.base import compute_metric, json_safe, library_versions, resolve_device
-    from v2vcli.errors import ConfigError, V2VError, did_you_mean
-    from v2vcli.io.files import write_json
-    from v2vcli.registry import get_registry
-
-    from v2v_plugins.evaluate.inputs import resolve_input
-
     resolve_input(real, "--real")  # a missing or unreadable input is an error, not a report of skipped metrics
     resolve_input(fake, "--fake")
     registered = {name: reg.obj for name, reg in get_registry().metrics().items()}
@@ -83,14 +81,11 @@ def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics
             if dataclasses.is_dataclass(cfg_cls) and "resize_fake" in {f.name for f in dataclasses.fields(cfg_cls)}:
                 opts.setdefault(name, {}).setdefault("resize_fake", True)
     weights = dict(weights or {})
-    from v2vcli.errors import WeightsError
-    from v2vcli.weights import weights_entries
-
     known = weights_entries()
     for wname in weights:
         if wname not in known:
             raise WeightsError(f"--weights {wname}=...: unknown weights name{did_you_mean(wname, known)}")
-    device = resolve_device(device)
+    device = device_name(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
@@ -149,8 +144,6 @@ def _fmt(value: Any) -> str:
 
 def write_markdown(report: Mapping[str, Any], path: Path) -> None:
     """report.md: summary, protocols, weights (sha256), versions, skipped/failed metrics and plots."""
-    from v2vcli.io.files import write_bytes_atomic
-
     lines = ["# v2v evaluation report", "", f"- real: `{report['real']}`", f"- fake: `{report['fake']}`",
              f"- device: {report['device']}", f"- created: {report['created']}", "", "## Results", "",
              "| metric | value | better | sequences | seconds |", "|---|---|---|---|---|"]
@@ -203,7 +196,6 @@ def write_plots(report: Mapping[str, Any], out: Path, *, horizons: bool = False)
     except ImportError:
         log.warning("matplotlib is not installed: eval all writes no plots (pip install matplotlib)")
         return []
-    from v2vcli.io.files import atomic_path
 
     written: list[str] = []
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from v2v_plugins.evaluate.base import Metric, MetricResult, progress
-from v2v_plugins.evaluate.inputs import (InputSequence, estimated_frames, iter_frames, pair_inputs, paired_frames,
-                                         resolve_input)
+from v2vcli.io.inputs import (InputSequence, estimated_frames, iter_frames, pair_inputs, paired_frames,
+                             resolve_input)
+from v2vcli.metric import Metric, MetricResult
+from v2vcli.runtime import progress
 
 __all__ = ["WarpErrorConfig", "WarpError", "warp_error_pair", "warp_error_frames"]
 

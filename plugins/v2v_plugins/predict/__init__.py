@@ -51,11 +51,10 @@ def v2v_register_commands(app: typer.Typer) -> None:
     ) -> None:
         """Predict future frames: observe the last K context frames, predict N label maps and render them."""
         from v2vcli.cli.util import print_json
+        from v2vcli.runtime import resolve_device
         from v2vcli.weights import parse_weights_overrides
 
         from .pipeline import predict_video
-
-        from v2v_plugins.train.loop import resolve_device
 
         result = predict_video(predictor, context, horizon, renderer=renderer, out=out, evaluate=evaluate,
                                device=str(resolve_device(device)), weights=parse_weights_overrides(weights))

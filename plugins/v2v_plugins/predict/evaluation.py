@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from v2vcli.errors import DatasetError
+from v2vcli.metric import confusion, miou, psnr, ssim
+from v2vcli.runtime import json_safe, to_uint8
 
 if TYPE_CHECKING:
     import torch
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHODS",
-    "confusion",
-    "miou",
     "copy_last",
     "constant_flow",
     "HorizonScores",
@@ -42,24 +42,6 @@ log = logging.getLogger(__name__)
 
 #: The scored methods in report order: the model and the two baselines.
 METHODS = ("model", "copy_last", "constant_flow")
-
-
-def confusion(pred: Any, gt: Any, n_classes: int, ignore_id: int | None = None) -> np.ndarray:
-    """(n_classes, n_classes) counts of (ground truth, prediction) pairs; ignored or out-of-range gt not counted."""
-    p = np.asarray(pred, dtype=np.int64).ravel()
-    g = np.asarray(gt, dtype=np.int64).ravel()
-    keep = (g >= 0) & (g < n_classes) & (p >= 0) & (p < n_classes)
-    if ignore_id is not None:
-        keep &= g != ignore_id
-    return np.bincount(g[keep] * n_classes + p[keep], minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def miou(conf: np.ndarray) -> float:
-    """Mean IoU over the classes that occur in the ground truth or the prediction (nan when none does)."""
-    tp = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - tp
-    present = union > 0
-    return float((tp[present] / union[present]).mean()) if present.any() else math.nan
 
 
 def copy_last(last: torch.Tensor, horizon: int) -> list[torch.Tensor]:
@@ -96,16 +78,9 @@ class HorizonScores:
         return float(np.mean(values))
 
     def to_dict(self) -> dict[str, Any]:
-        from v2v_plugins.evaluate.base import json_safe
-
         return json_safe({"horizon": self.horizon, "samples": self.samples,
                           "mean": {m: {k: self.mean(m, k) for k in v} for m, v in self.per_step.items()},
                           "per_step": self.per_step, "notes": self.notes})
-
-
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] → (H, W, 3) uint8."""
-    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def evaluate_predictor(model: _PredictorBase, dataset: str | Path, *, split: str = "val", horizon: int = 5,
@@ -120,8 +95,6 @@ def evaluate_predictor(model: _PredictorBase, dataset: str | Path, *, split: str
     import copy
 
     from v2vcli.data.clips import ClipDataset
-
-    from v2v_plugins.evaluate.image_metrics import psnr, ssim
 
     labels = model.kind == "labels"
     data = copy.deepcopy(model.cfg.data)
@@ -153,7 +126,7 @@ def evaluate_predictor(model: _PredictorBase, dataset: str | Path, *, split: str
             gt = seg.cpu().numpy()
         else:
             states = batch.frames[0]  # (T, 3, H, W) in [-1, 1]
-            gt = np.stack([_uint8(f) for f in states])
+            gt = to_uint8(states)
         for t0 in range(K, count - horizon + 1, max(1, stride)):
             rollout.reset()
             for j in range(t0 - K, t0):
@@ -164,10 +137,10 @@ def evaluate_predictor(model: _PredictorBase, dataset: str | Path, *, split: str
             for m, pred in preds.items():
                 for k, state in enumerate(pred):
                     if labels:
-                        confs[m][k] += confusion(state.argmax(1)[0].cpu().numpy(), gt[t0 + k], C,
+                        confs[m][k] += confusion(gt[t0 + k], state.argmax(1)[0].cpu().numpy(), C,
                                                  cast("LabelPredictor", model).ignore_id)
                     else:
-                        img = _uint8(state[0])
+                        img = to_uint8(state[0])
                         values[m]["psnr"][k].append(psnr(gt[t0 + k], img))
                         values[m]["ssim"][k].append(ssim(gt[t0 + k], img))
             samples += 1

@@ -39,8 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from v2vcli.errors import CheckpointError, ConfigError, DatasetError, PluginError, V2VError, VideoError, WeightsError
+from v2vcli.io.inputs import dataset_of_sequence_folder
+from v2vcli.metric import compute_metric, confusion, miou, psnr, ssim
+from v2vcli.runtime import to_uint8
 
-from .evaluation import METHODS, HorizonScores, confusion, constant_flow, copy_last, miou
+from .evaluation import METHODS, HorizonScores, constant_flow, copy_last
 
 if TYPE_CHECKING:
     import torch
@@ -100,19 +103,6 @@ def output_paths(out: Path) -> dict[str, Path]:
 
 
 # -- context ----------------------------------------------------------------------------------------------------------
-def _dataset_sequence(path: Path) -> tuple[Path, str] | None:
-    """(dataset root, sequence) when ``path`` is ``DATASET/<modality>/SEQ`` of a v2v dataset."""
-    from v2vcli.data.layout import Dataset
-
-    root = path.parent.parent
-    if not path.is_dir() or not (root / "meta" / "frames.json").is_file():
-        return None
-    try:
-        return (root, path.name) if path.name in Dataset(root).frames_meta()["sequences"] else None
-    except DatasetError:
-        return None
-
-
 def _read_dataset_sequence(root: Path, seq: str, data: Any, need: list[str], label_set: Any,
                            flow_estimator: str) -> Context:
     import copy
@@ -162,9 +152,9 @@ def load_context(path: str | Path, data: Any, *, labels: bool, instances: bool =
         raise VideoError(f"context '{p}' does not exist; pass a dataset sequence folder (DATASET/frames/SEQ), a "
                          f"video file or a frame folder")
     need = (["seg"] if labels else []) + (["inst"] if instances else [])
-    found = _dataset_sequence(p)
-    if found is not None:
-        root, seq = found
+    root = dataset_of_sequence_folder(p) if p.is_dir() else None
+    if root is not None:
+        seq = p.name
         for m in need:
             if not (root / m / seq).is_dir():
                 raise DatasetError(f"context sequence '{seq}' of '{root}' has no '{m}' maps; extract them (`v2v "
@@ -220,11 +210,6 @@ def _to_state_frames(frames: np.ndarray, device: Any) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] → (B, H, W, 3) uint8."""
-    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], nearest: bool) -> torch.Tensor:
@@ -337,7 +322,7 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
             if not bool(torch.isfinite(frame).all()):
                 raise CheckpointError(f"the predictor produced non-finite values (NaN or Inf) at step {k + 1}; its "
                                       f"weights are broken: use an earlier checkpoint or retrain")
-            u8 = _to_uint8(frame)[0]
+            u8 = to_uint8(frame)[0]
             writer.write(u8)
             if keep:
                 kept_u8.append(u8)
@@ -346,7 +331,7 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
             if k in shown:
                 shown_u8.append(u8)
                 if seg is not None:
-                    shown_maps.append(_to_uint8(model.picture(model.one_hot(seg)))[0])
+                    shown_maps.append(to_uint8(model.picture(model.one_hot(seg)))[0])
     pred_u8 = np.stack(kept_u8) if keep else np.zeros((0,), np.uint8)
 
     # -- preview and report ----------------------------------------------------------------------------------------
@@ -358,7 +343,7 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
     names.append("rendered" if labels else "predicted")
     if truth is not None:
         if labels and truth.seg is not None:
-            rows.append(np.concatenate([_to_uint8(model.picture(model.one_hot(torch.from_numpy(truth.seg[k][None])
+            rows.append(np.concatenate([to_uint8(model.picture(model.one_hot(torch.from_numpy(truth.seg[k][None])
                                                                               .long()))) for k in steps]))
             names.append("true labels")
         rows.append(truth.frames[steps])
@@ -423,14 +408,12 @@ def _score(model: Any, observed: Context, truth: Context, pred_seg: list[torch.T
            horizon: int, device: str, weights: dict[str, str]) -> HorizonScores:
     import torch
 
-    from v2v_plugins.evaluate.image_metrics import psnr, ssim
-
     labels = model.kind == "labels"
     last = _to_state_frames(observed.frames[-1:], "cpu")
     last_flow = torch.from_numpy(observed.flow[-1:]).permute(0, 3, 1, 2).float()
     frames = {"model": list(pred_u8),
-              "copy_last": [_to_uint8(f)[0] for f in copy_last(last, horizon)],
-              "constant_flow": [_to_uint8(f)[0] for f in constant_flow(last, last_flow, horizon)]}
+              "copy_last": [to_uint8(f)[0] for f in copy_last(last, horizon)],
+              "constant_flow": [to_uint8(f)[0] for f in constant_flow(last, last_flow, horizon)]}
     scores = HorizonScores(horizon, samples=1)
     for m in METHODS:
         scores.per_step[m] = {"psnr": [psnr(truth.frames[k], frames[m][k]) for k in range(horizon)],
@@ -442,7 +425,7 @@ def _score(model: Any, observed: Context, truth: Context, pred_seg: list[torch.T
                 "copy_last": [s.argmax(1)[0] for s in copy_last(onehot, horizon)],
                 "constant_flow": [s.argmax(1)[0] for s in constant_flow(onehot, last_flow, horizon)]}
         for m in METHODS:
-            scores.per_step[m]["miou"] = [miou(confusion(maps[m][k].numpy(), truth.seg[k], C, model.ignore_id))
+            scores.per_step[m]["miou"] = [miou(confusion(truth.seg[k], maps[m][k].numpy(), C, model.ignore_id))
                                           for k in range(horizon)]
     _lpips(scores, truth.frames, frames, device, weights)
     return scores
@@ -451,8 +434,6 @@ def _score(model: Any, observed: Context, truth: Context, pred_seg: list[torch.T
 def _lpips(scores: HorizonScores, real: np.ndarray, fakes: dict[str, list[np.ndarray]], device: str,
            weights: dict[str, str]) -> None:
     """Per-step LPIPS through the registered ``lpips`` metric, when there is one and its weights are found."""
-    from v2v_plugins.evaluate.base import compute_metric
-
     from v2vcli.io.video import write_frames_folder
 
     try:
@@ -488,7 +469,7 @@ def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], names:
     last_frame = observed.frames[-1]
     last_map = None
     if model is not None and observed.seg is not None:
-        last_map = _to_uint8(model.picture(model.one_hot(torch.from_numpy(observed.seg[-1:]).long())))[0]
+        last_map = to_uint8(model.picture(model.one_hot(torch.from_numpy(observed.seg[-1:]).long())))[0]
     images = []
     for name, row in zip(names, rows):
         first = last_map if (last_map is not None and name.endswith("labels")) else last_frame

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from v2vcli.errors import ConfigError, DatasetError, PluginError, VideoError
+from v2vcli.io.inputs import dataset_of_sequence_folder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,18 +99,6 @@ def _sequence(root: Path, seq: str, split: str, audio: Path | None = None) -> La
     return LabelSequence(seq, root, split, int(entry.get("count", 0)), fps, audio)
 
 
-def _dataset_of_sequence_folder(folder: Path) -> Path | None:
-    root = folder.parent.parent
-    if not (root / "meta" / "frames.json").is_file() or folder.parent.name == "meta":
-        return None
-    from v2vcli.data.layout import Dataset
-
-    try:
-        return root if folder.name in Dataset(root).frames_meta()["sequences"] else None
-    except DatasetError:
-        return None
-
-
 def resolve_labels(labels: str | Path, *, split: str | None = None, meta: CheckpointMeta | None = None,
                    inputs: Sequence[str] = (), workdir: str | Path | None = None,
                    before_extract: Callable[[], None] | None = None) -> LabelSource:
@@ -137,7 +126,7 @@ def resolve_labels(labels: str | Path, *, split: str | None = None, meta: Checkp
             raise DatasetError(f"dataset '{path}' has no sequences in split '{name}'{hint}")
         return LabelSource([_sequence(path, s, name) for s in seqs], "dataset")
     if path.is_dir():
-        root = _dataset_of_sequence_folder(path)
+        root = dataset_of_sequence_folder(path)
         if root is not None:
             if split is not None:
                 log.info("--split is ignored for a sequence folder")

@@ -26,6 +26,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from v2vcli.metric import psnr
+from v2vcli.runtime import ProgressBar, to_uint8
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from v2vcli.data.clips import ClipBatch, ClipDataset
     from v2vcli.model import StepResult, VideoModel
 
-__all__ = ["MetricsFile", "TrainLogger", "to_uint8", "side_by_side", "write_sample", "psnr", "warp_error",
+__all__ = ["MetricsFile", "TrainLogger", "side_by_side", "write_sample", "warp_error",
            "generate_clip", "validate"]
 
 log = logging.getLogger(__name__)
@@ -132,21 +135,13 @@ class TrainLogger:
             except ImportError:
                 log.warning("train.tensorboard is on but tensorboard is not installed (pip install 'tensorboard<2.20')"
                             "; logging to metrics.jsonl only")
-        self._progress: Any = None
-        self._task: Any = None
         self._start_step = start_step
         self._start_time = time.perf_counter()
         self._line_time = self._start_time
         self._line_frames = 0
         self.plain_lines = enabled and not sys.stderr.isatty()
-        if enabled and sys.stderr.isatty() and total_steps > 0:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[msg]}"),
-                                      TimeRemainingColumn(), transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task("train", total=total_steps, completed=start_step, msg="")
+        self._bar = ProgressBar(total_steps, "train", enabled=enabled and sys.stderr.isatty() and total_steps > 0,
+                                status=True, transient=False, completed=start_step)
 
     def event(self, step: int, epoch: int, name: str, **fields: Any) -> None:
         """A schedule event (clip length change, frozen scales ...): metrics.jsonl and the log."""
@@ -168,9 +163,9 @@ class TrainLogger:
         self._frames += result.frames
         self._skipped += int(result.skipped)
         self._info = dict(result.info)
-        if self._progress is not None:
+        if self._bar.shown:
             g, d = result.losses.get("G_total", float("nan")), result.losses.get("D_total", float("nan"))
-            self._progress.update(self._task, completed=step, msg=f"epoch {epoch} G {g:.3f} D {d:.3f}")
+            self._bar.update(step, f"epoch {epoch} G {g:.3f} D {d:.3f}")
         self._line_frames += result.frames
         if self.plain_lines:
             now = time.perf_counter()
@@ -224,7 +219,7 @@ class TrainLogger:
         if self.tb is not None:
             for k, v in scalars.items():
                 self.tb.add_scalar(f"{record['stage']}/{k}", v, int(record["step"]))
-        if self._progress is None and record["stage"] == "train":
+        if not self._bar.shown and record["stage"] == "train":
             g, d = record.get("G_total"), record.get("D_total")
             log.debug("step %d: G %.4f D %.4f", record["step"], g or 0.0, d or 0.0)
 
@@ -235,8 +230,7 @@ class TrainLogger:
         log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._bar.close()
         if self.tb is not None:
             self.tb.close()
         if self.metrics is not None:
@@ -252,15 +246,6 @@ def _duration(seconds: float) -> str:
 
 
 # -- pictures ---------------------------------------------------------------------------------------------------------
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) in [-1, 1] → (..., H, W, 3) uint8."""
-    import numpy as np
-    import torch
-
-    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    return np.ascontiguousarray(np.moveaxis(arr, -3, -1))
-
-
 def side_by_side(*clips: torch.Tensor) -> np.ndarray:
     """Clips (T, 3, H, W) in [-1, 1] → (T, H, W·n, 3) uint8 frames, shortest length."""
     import numpy as np
@@ -280,12 +265,6 @@ def write_sample(path: Path, *clips: torch.Tensor, fps: float = 10.0) -> Path:
 
 
 # -- measures ---------------------------------------------------------------------------------------------------------
-def psnr(fake: torch.Tensor, real: torch.Tensor) -> float:
-    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), over all given frames."""
-    mse = float(((fake.float() - real.float()) ** 2).mean())
-    return float("inf") if mse == 0 else 10.0 * math.log10(4.0 / mse)
-
-
 def warp_error(frames: torch.Tensor, real: torch.Tensor, flow: torch.Tensor, threshold: float = 0.02) -> float:
     """Mean |x_t − warp(x_{t-1}, flow_t)| of ``frames`` (T, 3, H, W) over pixels where the real frames agree with
     the same warp (‖·‖₂ < threshold); ``flow`` (T, 2, H, W) backward, ``flow[0]`` unused. NaN for one frame."""
@@ -308,7 +287,7 @@ def generate_clip(model: VideoModel, batch: ClipBatch, *, use_ema: bool = True) 
     has one) and the generator's stacked extras for the generated frames only (``mask``, ``flow`` ...)."""
     import torch
 
-    from v2vcli.model import colorize_inputs
+    from v2vcli.io.preview import colorize_inputs
 
     b = batch.to(model.device)
     gen = model.frame_generator(use_ema=use_ema)
@@ -346,7 +325,7 @@ def validate(model: VideoModel, dataset: ClipDataset, n_frames: int, *, step: in
     for i in range(n):
         clip = generate_clip(model, dataset.clip(i, n_frames))
         gen, real = clip["generated"][L:], clip["real"][L:]
-        psnrs.append(psnr(gen, real))
+        psnrs.append(psnr(real, gen, data_range=2.0))
         if "flow_ref" in clip:
             werr = warp_error(clip["generated"], clip["real"], clip["flow_ref"])
             if not math.isnan(werr):

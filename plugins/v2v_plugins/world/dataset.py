@@ -12,13 +12,13 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from v2vcli.errors import ConfigError, DatasetError
+from v2vcli.runtime import ProgressBar
 
 from .scene import CLASS_ID, FOREGROUND_CLASSES, INSTANCE_FACTOR, world_label_set
 
@@ -141,16 +141,8 @@ def write_world_report(out: str | Path, seed: int = 0, size: tuple[int, int] = (
     ds = Dataset(tmp)
     names = [sequence_name(k, sequences) for k in range(sequences)]
     w, h = size
-    show = progress if progress is not None else sys.stderr.isatty()
-    bar: Any = None
+    bar = ProgressBar(sequences * frames, "rendering world", enabled=progress)
     try:
-        if show:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            bar = Progress(console=Console(stderr=True), transient=True)
-            bar.start()
-            task = bar.add_task("rendering world", total=sequences * frames)
         seq_meta: dict[str, Any] = {}
         for k, name in enumerate(names):
             for i, frame in enumerate(iter_frames(seed, size, frames, index=k, fps=fps)):
@@ -158,8 +150,7 @@ def write_world_report(out: str | Path, seed: int = 0, size: tuple[int, int] = (
                 write_label(ds.frame_path("seg", name, i), frame.seg)
                 write_instance(ds.frame_path("inst", name, i), frame.inst)
                 write_flow(ds.frame_path("flow", name, i), frame.flow, frame.conf)
-                if bar is not None:
-                    bar.advance(task, 1)
+                bar.advance(1)
             seq_meta[name] = {"fps": fps, "size": [w, h], "count": frames, "source": "world",
                               "options": {"seed": int(seed), "index": k, "world_version": WORLD_VERSION}}
             log.info("%s: %d frames %dx%d", name, frames, w, h)
@@ -201,7 +192,6 @@ def write_world_report(out: str | Path, seed: int = 0, size: tuple[int, int] = (
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.close()
     return WorldReport(root=out, sequences=names, frames=frames, size=size, splits=splits,
                        seconds=time.perf_counter() - t0)

@@ -1,33 +1,38 @@
-"""The metric contract of ``v2v eval`` and the helpers every metric shares.
+"""The metric contract, :func:`compute_metric`, and the scoring math every stage shares.
 
-A metric is a class registered with ``register(name, cls)`` from ``v2v_register_metrics``. It declares a fixed
-snake_case ``name`` (dashes on the CLI), a keyword-only ``Config`` dataclass whose fields become command options,
-and implements ``compute(real, fake) -> MetricResult`` on input PATHs (a video, a frame folder, a dataset
-sequence folder or a dataset root; see :mod:`v2v_plugins.evaluate.inputs`)::
+A metric is a class registered with ``register(name, cls)`` from ``v2v_register_metrics``. It subclasses
+:class:`Metric`, declares a fixed snake_case ``name`` (dashes on the CLI), a keyword-only ``Config`` dataclass whose
+fields become command options, and implements ``compute(real, fake) -> MetricResult`` on input PATHs (a video, a
+frame folder, a dataset sequence folder or a dataset root; see :mod:`v2vcli.io.inputs`)::
 
     metric = get_registry().get_metric("fid")(FID.Config(dims=2048), device="cpu",
                                               weights={"inception_fid": "/path/pt_inception.pth"})
     result = metric.compute("data/frames/seq", "out/seq.mp4")
     result.value, result.to_dict()
 
-:func:`compute_metric` does the same from a name and a mapping of options. This module stays free of torch and
-numpy at import time because the plugin imports it to build ``v2v --help``.
+:func:`compute_metric` does the same from a name and a mapping of options.
+
+The shared math takes the reference first: :func:`confusion` (rows = reference label, columns = prediction),
+:func:`iou_from_confusion`, :func:`miou`, :func:`psnr` and :func:`ssim`. This module stays free of torch at import time because
+the plugins import it to build ``v2v --help``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, is_dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
-from v2vcli.errors import ConfigError, DeviceError, PluginError
+import numpy as np
+
+from v2vcli.config import from_dict, to_dict
+from v2vcli.errors import ConfigError, PluginError, VideoError
+from v2vcli.registry import get_registry
+from v2vcli.runtime import device_name, json_safe, library_versions
 from v2vcli.weights import resolve_weights, sha256_file
 
 __all__ = [
@@ -35,31 +40,28 @@ __all__ = [
     "MetricResult",
     "Metric",
     "compute_metric",
-    "resolve_device",
-    "library_versions",
-    "progress",
-    "json_safe",
+    "confusion",
+    "iou_from_confusion",
+    "miou",
+    "psnr",
+    "ssim",
+    "gaussian_window",
+    "SSIM_SIGMA",
+    "SSIM_TRUNCATE",
+    "SSIM_K1",
+    "SSIM_K2",
 ]
 
 log = logging.getLogger(__name__)
+
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 @dataclass(kw_only=True)
 class NoMetricOptions:
     """Config of a metric without options."""
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON data: non-finite floats become the strings "inf", "-inf", "nan" (strict JSON has no Infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 @dataclass
@@ -83,47 +85,6 @@ class MetricResult:
             "per_sequence": self.per_sequence, "per_frame": self.per_frame, "protocol": self.protocol,
             "details": self.details, "weights": self.weights, "versions": self.versions, "warnings": self.warnings,
         })
-
-
-def resolve_device(device: str | None) -> str:
-    """``auto`` (or None) → ``cuda`` when available else ``cpu``; an unavailable CUDA device is an error."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if str(device).split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
-        raise DeviceError(f"--device '{device}' is not a device; use auto, cpu, cuda or cuda:N")
-    return str(device)
-
-
-def library_versions(*names: str) -> dict[str, str]:
-    """Installed versions of v2v and of the given distributions (those not installed are left out)."""
-    import v2vcli
-
-    out: dict[str, str] = {"v2v": v2vcli.__version__}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-@contextlib.contextmanager
-def progress(total: int | None, description: str) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``: a rich progress bar on stderr when it is a terminal, nothing otherwise."""
-    if not sys.stderr.isatty():
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 class Metric(ABC):
@@ -152,8 +113,6 @@ class Metric(ABC):
         """Compare ``fake`` with ``real`` (input PATHs) and return the result."""
 
     def options(self) -> dict[str, Any]:
-        from v2vcli.config import to_dict
-
         return to_dict(self.config) if is_dataclass(self.config) else {}  # type: ignore[no-any-return]
 
     def weights_path(self, name: str) -> Path:
@@ -185,16 +144,99 @@ def compute_metric(name: str, real: str | Path | None, fake: str | Path, options
                    *, device: str = "auto", weights: Mapping[str, str] | None = None,
                    verify_weights: bool = True) -> MetricResult:
     """Library entry point: run the registered metric ``name`` (dashes allowed) with ``options`` (Config fields)."""
-    from v2vcli.config import from_dict
-    from v2vcli.registry import get_registry
-
     cls = get_registry().get_metric(name)
     if not callable(getattr(cls, "compute", None)):
         raise PluginError(f"metric '{name}' does not follow the metric contract (no compute method)")
     config = from_dict(getattr(cls, "Config", NoMetricOptions), dict(options or {}), where=name)
     if real is None and getattr(cls, "needs_real", True):
         raise ConfigError(f"metric '{name}' needs --real PATH")
-    metric = cls(config, resolve_device(device), weights, verify_weights=verify_weights)
+    metric = cls(config, device_name(device), weights, verify_weights=verify_weights)
     result = metric.compute(real, fake)
     result.details = {"real": None if real is None else str(real), "fake": str(fake), **result.details}
     return result
+
+
+# -- the shared scoring math (reference first) ---------------------------------------------------------------------
+def confusion(ref: Any, pred: Any, num_classes: int, ignore_id: int | None = None) -> np.ndarray:
+    """(C, C) int64 counts, rows = reference label, columns = predicted label; pixels whose reference is
+    ``ignore_id``, or where either id is negative or ≥ C, are not counted."""
+    r = np.asarray(ref, np.int64).ravel()
+    p = np.asarray(pred, np.int64).ravel()
+    keep = (r >= 0) & (r < num_classes) & (p >= 0) & (p < num_classes)
+    if ignore_id is not None:
+        keep &= r != ignore_id
+    return np.bincount(r[keep] * num_classes + p[keep], minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(conf: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class IoU = TP / (TP + FP + FN) (NaN where the class is in neither) and the mask of classes present."""
+    conf = np.asarray(conf)
+    tp = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - tp
+    present = union > 0
+    iou = np.full(len(tp), np.nan)
+    iou[present] = tp[present] / union[present]
+    return iou, present
+
+
+def miou(conf: Any) -> float:
+    """Mean IoU over the classes in the reference or the prediction (NaN when none is)."""
+    iou, present = iou_from_confusion(conf)
+    return float(iou[present].mean()) if present.any() else math.nan
+
+
+def psnr(real: Any, fake: Any, data_range: float = 255.0) -> float:
+    """PSNR in dB of two images or stacks of one shape; +inf when they are identical. ``data_range`` is the
+    peak-to-peak range: 255 for uint8, 2 for [-1, 1]. Arrays are compared in float64 (as scikit-image), torch
+    tensors in float32 on their device."""
+    if hasattr(real, "detach"):
+        if real.shape != fake.shape:
+            raise ValueError(f"psnr needs images of one shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
+        mse = float(((real.detach().float() - fake.detach().float()) ** 2).mean())
+    else:
+        a, b = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"psnr needs images of one shape, got {a.shape} and {b.shape}")
+        mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def gaussian_window(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> np.ndarray:
+    """SSIM's normalised 1-D Gaussian window, as scipy.ndimage truncates it."""
+    radius = int(truncate * sigma + 0.5)  # scipy.ndimage's kernel radius
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * x**2 / sigma**2)
+    return k / k.sum()
+
+
+def ssim(real: Any, fake: Any, data_range: float = 255.0) -> float:
+    """Mean SSIM of two (H, W) or (H, W, C) images as scikit-image's ``structural_similarity(...,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1)``: an 11×11 Gaussian window,
+    K1 0.01, K2 0.03, the SSIM map over the pixels at least 5 from the border, then the mean over channels.
+    Computed in torch float64 with valid convolutions (exact: skimage crops exactly the border its padding
+    touches)."""
+    import torch
+    import torch.nn.functional as F
+
+    a, b = np.asarray(real), np.asarray(fake)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim needs images of one shape, got {a.shape} and {b.shape}")
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    k1 = gaussian_window()
+    win = len(k1)
+    h, w, c = a.shape
+    if h < win or w < win:
+        raise VideoError(f"SSIM needs frames of at least {win}x{win} pixels, got {w}x{h}")
+    x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(torch.float64)  # (C, H, W)
+    y = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1))).to(torch.float64)
+    maps = torch.cat([x, y, x * x, y * y, x * y], dim=0)[None]  # (1, 5C, H, W)
+    kern = torch.from_numpy(k1)
+    groups = maps.shape[1]
+    maps = F.conv2d(maps, kern.view(1, 1, win, 1).expand(groups, 1, win, 1).contiguous(), groups=groups)
+    maps = F.conv2d(maps, kern.view(1, 1, 1, win).expand(groups, 1, 1, win).contiguous(), groups=groups)
+    ux, uy, uxx, uyy, uxy = maps[0].split(c, dim=0)
+    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return float(s.mean(dim=(1, 2)).mean())

@@ -1,4 +1,4 @@
-"""Input PATHs of ``v2v eval``: what a path is, which sequences it holds, and how real and fake pair up.
+"""Input PATHs of every command: what a path is, which sequences it holds, and how real and fake pair up.
 
 A PATH is one of
 
@@ -15,6 +15,7 @@ sequences pair by name: the exact name first, else the name compared case-insens
 unambiguous (exactly one real sequence has that lower-cased name). Every fake sequence needs a real one; real
 sequences without a fake are skipped (evaluating only the synthesized split is the common case) and listed in the
 result's details.
+:func:`dataset_of_sequence_folder` tells whether a folder is ``DATASET/<modality>/<seq>`` of a v2v dataset.
 Frames are read through :func:`v2vcli.io.video.open_video`, so plugins that claim new formats work here too.
 """
 
@@ -27,12 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
+from v2vcli.data.layout import Dataset
 from v2vcli.errors import DatasetError, VideoError
+from v2vcli.io.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_video
 
 __all__ = [
     "InputSequence",
     "EvalInput",
     "resolve_input",
+    "dataset_of_sequence_folder",
     "pair_inputs",
     "find_by_name",
     "open_sequence",
@@ -74,26 +80,18 @@ class EvalInput:
         return [s.name for s in self.sequences]
 
 
-def _suffixes() -> tuple[frozenset[str], frozenset[str]]:
-    """(video, image) file suffixes the built-in readers handle (imported late: v2vcli.io.video loads numpy)."""
-    from v2vcli.io.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
-    return frozenset(VIDEO_SUFFIXES), frozenset(IMAGE_SUFFIXES)
-
-
 def _image_files(folder: Path) -> list[Path]:
-    image_suffixes = _suffixes()[1]
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
         raise VideoError(f"cannot list '{folder}': {exc.strerror or exc}") from exc
     return sorted((Path(e.path) for e in entries
-                   if e.is_file() and Path(e.name).suffix.lower() in image_suffixes and not e.name.startswith(".")),
+                   if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES and not e.name.startswith(".")),
                   key=lambda p: p.name)
 
 
 def _is_video(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in _suffixes()[0]
+    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def resolve_input(path: str | Path, what: str = "PATH") -> EvalInput:
@@ -103,13 +101,11 @@ def resolve_input(path: str | Path, what: str = "PATH") -> EvalInput:
         raise VideoError(f"{what} '{path}' does not exist; give a video, a frame folder, a dataset sequence folder "
                          f"or a dataset root")
     if p.is_file():
-        if p.suffix.lower() in _suffixes()[1]:
+        if p.suffix.lower() in IMAGE_SUFFIXES:
             raise VideoError(f"{what} '{path}' is a single image; give the folder of frames it belongs to")
         # Any other file is handed to the video readers (a plugin may claim a new container format).
         return EvalInput(p, "video", (InputSequence(p.stem, p, "video"),))
     if (p / "meta" / "frames.json").is_file():
-        from v2vcli.data.layout import Dataset
-
         ds = Dataset(p)
         seqs = []
         for name in ds.sequences():
@@ -146,6 +142,21 @@ def resolve_input(path: str | Path, what: str = "PATH") -> EvalInput:
         raise VideoError(f"{what} '{path}' holds no frames, videos or sequence folders; give a video, a frame "
                          f"folder, a dataset sequence folder or a dataset root")
     return EvalInput(p, "collection", tuple(found.values()))
+
+
+def dataset_of_sequence_folder(folder: str | Path, modality: str | None = None) -> Path | None:
+    """The dataset root when ``folder`` is ``DATASET/<modality>/<seq>`` (any modality when ``modality`` is None) of a
+    sequence listed in ``DATASET/meta/frames.json``; else None."""
+    folder = Path(folder)
+    root = folder.parent.parent
+    if folder.parent.name == "meta" or (modality is not None and folder.parent.name != modality):
+        return None
+    if not (root / "meta" / "frames.json").is_file():
+        return None
+    try:
+        return root if folder.name in Dataset(root).frames_meta()["sequences"] else None
+    except DatasetError:
+        return None
 
 
 def pair_inputs(real: EvalInput, fake: EvalInput) -> list[tuple[InputSequence, InputSequence]]:
@@ -204,8 +215,6 @@ def _names(inp: EvalInput) -> str:
 
 def open_sequence(seq: InputSequence) -> Any:
     """A :class:`v2vcli.io.video.VideoReader` of ``seq`` (context manager; ``fps``, ``size`` (W, H), ``count``)."""
-    from v2vcli.io.video import open_video
-
     return open_video(seq.path)
 
 
@@ -227,7 +236,6 @@ def iter_frames(seq: InputSequence) -> Iterator[Any]:
 def match_size(frame: Any, size: tuple[int, int]) -> Any:
     """``frame`` resized to ``size`` (W, H): area filter when shrinking, bicubic when enlarging."""
     import cv2
-    import numpy as np
 
     h, w = frame.shape[:2]
     if (w, h) == tuple(size):
