@@ -21,8 +21,9 @@ import pytest
 from conftest import moving_pattern, write_video
 
 from v2vcli.data.layout import LabelClass, LabelSet
+from v2vcli.distributed import shard
 from v2vcli.errors import ConfigError, DatasetError, PluginError, VideoError
-from v2vcli.extract import resolve_inputs, run_extraction, shard
+from v2vcli.extract import resolve_inputs, run_extraction
 from v2vcli.extractor import Extractor, FloatMaps, FlowField
 from v2vcli.hookspecs import hookimpl
 from v2vcli.io.files import read_flow, read_image, read_json, read_label
@@ -330,6 +331,28 @@ def test_input_resolution(plugin: Any, videos: list[Path], tmp_path: Path) -> No
         resolve_inputs([tmp_path / "ds" / "meta"])
 
 
+def test_options_as_text_checked_ranks_and_no_crop_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Options typed as text convert by the config's rule; RANK/WORLD_SIZE are checked before sharding; an
+    extractor that does not override sequence_crop keeps frames whole."""
+    from v2vcli.distributed import dist_env
+    from v2vcli.extract import build_config
+
+    config = build_config(GrayExtractor, {"invert": "yes", "scale": "0.5"})
+    assert config.invert is True and config.scale == 0.5
+    assert build_config(GrayExtractor, {"invert": "off"}).invert is False
+    with pytest.raises(ConfigError, match="option 'invert' must be true or false"):
+        build_config(GrayExtractor, {"invert": "maybe"})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ConfigError, match=r"RANK=2 is not in 0\.\.WORLD_SIZE-1"):
+        dist_env()
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(ConfigError, match="RANK/WORLD_SIZE must be integers"):
+        dist_env()
+    monkeypatch.setenv("RANK", "1")
+    assert dist_env() == (1, 2)
+    assert GrayExtractor().sequence_crop(np.zeros((4, 4, 3), np.uint8)) is None
+
 def test_bad_extractor_output_is_a_plugin_error_and_leaves_no_partial_files(plugin: Any, videos: list[Path],
                                                                            tmp_path: Path) -> None:
     ds = tmp_path / "ds"
@@ -404,7 +427,7 @@ def test_pipeline_keeps_order_runs_the_extractor_in_the_caller_and_stops_on_erro
     written after it."""
     import threading
 
-    from v2vcli.extract import _pipeline
+    from v2vcli.extract.pipeline import run_pipeline
 
     caller = threading.get_ident()
     seen: list[int] = []
@@ -416,7 +439,7 @@ def test_pipeline_keeps_order_runs_the_extractor_in_the_caller_and_stops_on_erro
         return {"v": int(f[0, 0, 0])}
 
     frames = (np.full((2, 2, 3), i, np.uint8) for i in range(50))
-    n = _pipeline(frames, lambda i, f: f + 1, process, lambda i, r: written.append(r["v"]))
+    n = run_pipeline(frames, lambda i, f: f + 1, process, lambda i, r: written.append(r["v"]))
     assert n == 50 and seen == list(range(50)) and written == [i + 1 for i in range(50)]
 
     def bad_frames() -> Any:
@@ -424,7 +447,7 @@ def test_pipeline_keeps_order_runs_the_extractor_in_the_caller_and_stops_on_erro
         raise VideoError("broken at frame 1")
 
     with pytest.raises(VideoError, match="frame 1"):
-        _pipeline(bad_frames(), lambda i, f: f, lambda i, f: {}, lambda i, r: None)
+        run_pipeline(bad_frames(), lambda i, f: f, lambda i, f: {}, lambda i, r: None)
 
     def failing_process(i: int, f: np.ndarray) -> dict[str, Any]:
         if i == 3:
@@ -433,7 +456,7 @@ def test_pipeline_keeps_order_runs_the_extractor_in_the_caller_and_stops_on_erro
 
     written.clear()
     with pytest.raises(PluginError, match="model failed"):
-        _pipeline((np.zeros((2, 2, 3), np.uint8) for _ in range(20)), lambda i, f: f, failing_process,
+        run_pipeline((np.zeros((2, 2, 3), np.uint8) for _ in range(20)), lambda i, f: f, failing_process,
                   lambda i, r: written.append(i))
     assert max(written, default=-1) < 3
     before = threading.active_count()
@@ -445,7 +468,7 @@ def test_pipeline_keeps_order_runs_the_extractor_in_the_caller_and_stops_on_erro
 
     written.clear()
     with pytest.raises(OSError, match="No space"):
-        _pipeline((np.zeros((2, 2, 3), np.uint8) for _ in range(100)), lambda i, f: f, lambda i, f: {},
+        run_pipeline((np.zeros((2, 2, 3), np.uint8) for _ in range(100)), lambda i, f: f, lambda i, f: {},
                   failing_write)
     assert written == [0, 1, 2, 3, 4]
     assert threading.active_count() <= before  # both helper threads have finished

@@ -10,7 +10,8 @@ several machines meet at ``--rdzv-endpoint`` (c10d, elastic) or, with ``--node-r
 Join: a worker (or any process started by ``torchrun``) sees ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in its
 environment; :func:`init_distributed` joins that process group (NCCL on CUDA, gloo on CPU). A single process (no
 torchrun) is rank 0 of a world of 1, where every helper here is a no-op, so the trainer calls them
-unconditionally. Only rank 0 logs and writes checkpoints (:func:`is_main`).
+unconditionally. Only rank 0 logs and writes checkpoints (:func:`is_main`). Work split by rank instead (``v2v
+extract``) reads the ranks checked (:func:`dist_env`) and takes its :func:`shard`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from v2vcli.errors import DeviceError, V2VError
+from v2vcli.errors import ConfigError, DeviceError, V2VError
 
 __all__ = [
     "DistInfo",
     "dist_info",
+    "dist_env",
+    "shard",
     "get_rank",
     "get_local_rank",
     "get_world_size",
@@ -77,12 +80,35 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-def dist_info() -> DistInfo:
-    """Rank, local rank and world size from torchrun's environment (0, 0, 1 without it)."""
+def dist_info(*, strict: bool = False) -> DistInfo:
+    """Rank, local rank and world size from torchrun's environment (0, 0, 1 without it).
+
+    ``strict``: a RANK or WORLD_SIZE that is not an integer, or a rank outside 0..WORLD_SIZE-1, is a
+    :class:`ConfigError` instead of reading as the default (for work sharded by rank, where a wrong rank would
+    silently skip or repeat a share).
+    """
+    if strict:
+        try:
+            rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError as exc:
+            raise ConfigError(f"RANK/WORLD_SIZE must be integers ({exc})") from exc
+        if world < 1 or not 0 <= rank < world:
+            raise ConfigError(f"RANK={rank} is not in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
     world = max(1, _env_int("WORLD_SIZE", 1))
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", rank)
     return DistInfo(rank=rank, local_rank=local, world_size=world)
+
+
+def dist_env() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's RANK/WORLD_SIZE (0, 1 when unset), checked (``dist_info(strict=True)``)."""
+    info = dist_info(strict=True)
+    return info.rank, info.world_size
+
+
+def shard(items: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """The items of ``rank``: every ``world``-th from index ``rank``."""
+    return [item for i, item in enumerate(items) if i % world == rank]
 
 
 def get_rank() -> int:

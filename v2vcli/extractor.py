@@ -6,6 +6,9 @@ state such as tracking or smoothing is reset there), :meth:`Extractor.process` f
 writes what it returns. Options come from the class's ``Config`` dataclass; the CLI exposes each field as an
 option of ``v2v extract KIND`` (``--field-name``; booleans as ``--flag/--no-flag``).
 
+An extractor that works on a region of the video (a face crop) overrides :meth:`Extractor.sequence_crop`: the
+runner then crops every frame of the sequence to the box it returns, before storing and processing it.
+
 ``process`` returns a mapping from output name to value, written under ``DATASET/<name>/<seq>/<index:06d>``:
 
 * ``np.ndarray`` uint8 (H, W) → 8-bit PNG (labels, edges); uint16 (H, W) → 16-bit PNG (instances);
@@ -84,6 +87,17 @@ class Extractor(ABC):
 
     def start_sequence(self, seq: str, fps: float, size: tuple[int, int]) -> None:
         """Reset per-sequence state. ``size`` is (W, H)."""
+
+    def sequence_crop(self, frame: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The box (x0, y0, x1, y1) to crop the whole sequence to, found in its full first ``frame``; None (the
+        default) keeps the frames whole.
+
+        Called once per sequence, after :meth:`start_sequence` and before the first :meth:`process`. A crop changes
+        the frame size, so the runner crops every frame to the box before it stores the frame in ``frames/`` and
+        passes it to :meth:`process`, and records the box in meta/frames.json (``options.crop``). Frames already
+        stored in the dataset are not cropped: a box for them is an error.
+        """
+        return None
 
     @abstractmethod
     def process(self, frame: np.ndarray, index: int) -> dict[str, Any]:

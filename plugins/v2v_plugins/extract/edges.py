@@ -100,10 +100,11 @@ class FaceEdgesOptions:
 class FaceEdges(Extractor):
     """Face part curves from mediapipe FaceMesh + Canny edges elsewhere (+ optional distance maps and crop).
 
-    Crop: a crop changes the frame size, so frames/ must be cropped too. The protocol: after
-    :meth:`start_sequence`, the caller passes the sequence's first frame to :meth:`sequence_crop`, which finds
-    the face (a one-off static FaceMesh detection) and returns the box; the caller then crops every frame to it,
-    stores it, and passes the crop to :meth:`process`. Landmarks are thus computed on the crop's full
+    Crop: a crop changes the frame size, so frames/ must be cropped too. Through the optional
+    :meth:`Extractor.sequence_crop` of the contract: after :meth:`start_sequence`, the runner passes the
+    sequence's first frame to :meth:`sequence_crop`, which finds the face (a one-off static FaceMesh detection)
+    and returns the box; the runner then crops every frame to it, stores it, and passes the crop to
+    :meth:`process`. Landmarks are thus computed on the crop's full
     resolution, and everything written (edges, edge_dist, the JSON's coordinates) is in crop pixels.
     :meth:`process` refuses ``crop="face"`` frames that did not go through :meth:`sequence_crop`.
     """
@@ -169,9 +170,8 @@ class FaceEdges(Extractor):
         return self._box
 
     def sequence_crop(self, frame: np.ndarray) -> tuple[int, int, int, int] | None:
-        """Crop hook, called with a sequence's full first frame after :meth:`start_sequence`: the box (x0, y0, x1,
-        y1) that the caller crops every frame of the sequence to before storing it and calling :meth:`process`,
-        or None without ``--crop``."""
+        """The face box (x0, y0, x1, y1) in the sequence's full first frame with ``--crop face``, else None (see
+        :meth:`Extractor.sequence_crop`)."""
         if self.config.crop != "face":
             return None
         self._box = self._find_box(frame)
