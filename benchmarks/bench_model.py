@@ -76,11 +76,11 @@ def build_bench(preset: str, device: str, batch: int, precision: str = "fp32", c
                 sets: tuple[str, ...] = ()) -> Bench:
     import torch
 
-    from v2v_plugins.vid2vid.discriminators import Vid2VidDiscriminators
-    from v2v_plugins.vid2vid.efficiency import channels_last as to_cl
-    from v2v_plugins.vid2vid.losses import Vid2VidLoss
-    from v2v_plugins.vid2vid.model import Vid2Vid
-    from v2v_plugins.vid2vid.perceptual import VGGLoss
+    from v2v_plugins.gan.discriminators import Vid2VidDiscriminators
+    from v2v_plugins.gan.efficiency import channels_last as to_cl
+    from v2v_plugins.gan.losses import Vid2VidLoss
+    from v2v_plugins.gan.perceptual import VGGLoss
+    from v2v_plugins.vid2vid.networks import Vid2Vid
     from v2vcli.config import load_config
 
     cfg = load_config([CONFIGS / f"{preset}.yaml"], sets=list(sets))
@@ -121,7 +121,7 @@ def _inputs(b: Bench, frames: int, seed: int = 0) -> dict[str, Any]:
 
 
 def _autocast(b: Bench) -> contextlib.AbstractContextManager[Any]:
-    from v2v_plugins.vid2vid.efficiency import autocast
+    from v2v_plugins.gan.efficiency import autocast
 
     return autocast(b.precision, b.device.type)
 
@@ -221,7 +221,7 @@ def bench_preset(b: Bench, *, iters: int, gen_frames: int, compile_: bool = Fals
     """Measure the three steps of one preset; see the module docstring."""
     import torch
 
-    from v2v_plugins.vid2vid.discriminators import temporal_scale_plan
+    from v2v_plugins.gan.discriminators import temporal_scale_plan
 
     eager = make_steps(b, gen_frames)
     timed = eager

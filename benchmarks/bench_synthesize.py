@@ -115,7 +115,7 @@ def _size_of(ckpt: Path) -> list[int]:
 
 
 def _gflop(cfg: Any, label_set: Any) -> float:
-    from v2v_plugins.vid2vid.model import Vid2Vid
+    from v2v_plugins.vid2vid.networks import Vid2Vid
 
     return float(Vid2Vid.summary(cfg, label_set).networks["G"].gflop_per_frame)
 

@@ -60,8 +60,8 @@ def run_one(preset: str, device: str, steps: int, precision: str, batch: int, ge
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from v2v_plugins.gan.perceptual import VGGLoss
     from v2v_plugins.train.loop import train
-    from v2v_plugins.vid2vid.perceptual import VGGLoss
     from v2v_plugins.world import write_world
     from v2vcli.config import build_config, load_yaml, merge, parse_set
 

@@ -132,21 +132,46 @@ def test_missing_config_file_cli(tmp_path: Path, toy: None, cli: Any) -> None:
 PRESET_DIR = Path(__file__).resolve().parents[1] / "examples" / "configs"
 
 
+def test_old_train_keys_still_load_with_one_warning(tmp_path: Path, toy: None,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Keys that left the train section (vid2vid-only ones went to its model section, dead ones went away) still
+    load from old configs and saved runs: moved where the model declares them, else ignored, in one warning line."""
+    old = {"train": {"niter_fix_global": 3, "max_frames_backpropagate": 2, "activation_checkpointing": True,
+                     "channels_last": True, "max_steps": 4}}
+    with caplog.at_level("WARNING", logger="v2vcli.config"):
+        cfg = load_config([write(tmp_path, "old.yaml", old)])
+    assert (cfg.model.niter_fix_global, cfg.model.max_frames_backpropagate, cfg.model.activation_checkpointing,
+            cfg.model.channels_last, cfg.train.max_steps) == (3, 2, True, False, 4)
+    lines = [r.getMessage() for r in caplog.records if r.name == "v2vcli.config"]
+    assert len(lines) == 1 and "train.niter_fix_global is now model.niter_fix_global" in lines[0]
+    assert "train.channels_last is no longer used" in lines[0]
+    # the model section wins over an old train key; the duplicate checkpointing switch is on when either is
+    both = {"model": {"niter_fix_global": 5, "activation_checkpointing": False},
+            "train": {"niter_fix_global": 3, "activation_checkpointing": True}}
+    cfg = load_config([write(tmp_path, "both.yaml", both)])
+    assert cfg.model.niter_fix_global == 5 and cfg.model.activation_checkpointing is True
+    # a model without the key ignores it (a saved run of the toy model)
+    toy_cfg = load_config([write(tmp_path, "toy.yaml", {"model": {"name": "toy"}, "train": {"niter_fix_global": 0}})])
+    assert not hasattr(toy_cfg.model, "niter_fix_global") and not hasattr(toy_cfg.train, "niter_fix_global")
+    with pytest.raises(ConfigError, match="model.niter_fix_global must be 0 or more"):
+        load_config([], ["train.niter_fix_global=-1"])
+
+
 def test_pose_and_g1_presets_follow_the_official_scripts() -> None:
     """scripts/pose/train_{256,512,1024}p.sh + data/pose_dataset.py, scripts/street/train_g1_{512,1024}.sh."""
     for name, size, batch, fix in (("pose_256", [192, 256], 8, 0), ("pose_512", [448, 512], 8, 3),
                                    ("pose_1024", [896, 1024], 1, 3)):
         cfg = load_config([PRESET_DIR / f"{name}.yaml"])
         d = cfg.data
-        assert (list(d.size), d.batch_size, cfg.train.niter_fix_global) == (size, batch, fix), name
+        assert (list(d.size), d.batch_size, cfg.model.niter_fix_global) == (size, batch, fix), name
         assert (d.flip, d.random_drop_prob, d.epoch_items, d.crop, list(d.scale_range)) == (
             False, 0.05, "frames", "centred", [1.0, 1.5]), name
     g512 = load_config([PRESET_DIR / "street_512_g1.yaml"])
     assert (g512.model.num_D, g512.optim.lr, g512.optim.niter, g512.optim.niter_decay, g512.train.niter_step,
-            g512.train.niter_fix_global, list(g512.data.size)) == (2, 2e-4, 10, 5, 2, 8, [512, 256])
+            g512.model.niter_fix_global, list(g512.data.size)) == (2, 2e-4, 10, 5, 2, 8, [512, 256])
     g1024 = load_config([PRESET_DIR / "street_1024_g1.yaml"])
     assert (g1024.model.num_D, g1024.model.n_frames_D, g1024.optim.lr, g1024.optim.niter_decay,
-            g1024.train.niter_step, g1024.train.niter_fix_global) == (3, 2, 1e-4, 5, 2, 8)
+            g1024.train.niter_step, g1024.model.niter_fix_global) == (3, 2, 1e-4, 5, 2, 8)
     assert load_config([PRESET_DIR / "street_512.yaml"]).data.epoch_items == "sequences"  # street: one per sequence
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from v2v_plugins.vid2vid.discriminators import (
+from v2v_plugins.gan.discriminators import (
     HEAD_KEYPOINTS,
     MultiscaleDiscriminator,
     NLayerDiscriminator,
@@ -225,7 +225,7 @@ def test_face_d_has_the_official_structure(num_d: int, face_scales: int) -> None
 def test_densepose_head_square_is_the_official_face_region() -> None:
     """get_face_region: a fixed H//32·8 square at native resolution, centred on the middle of the head pixels'
     (DensePose I > 0.9) bounding box and moved inside the frame; a frame without head pixels is invalid."""
-    from v2v_plugins.vid2vid.discriminators import crop_squares, densepose_head_squares, face_crop_side
+    from v2v_plugins.gan.discriminators import crop_squares, densepose_head_squares, face_crop_side
 
     assert face_crop_side(256) == 64 and face_crop_side(512) == 128 and face_crop_side(1024) == 256
     h, w = 64, 48
@@ -250,8 +250,8 @@ def test_densepose_head_square_is_the_official_face_region() -> None:
 
 def test_face_terms_weights_and_feature_matching_normalisation() -> None:
     """G face terms ×lambda_face (2), D face terms ×1, face FM normalised by the image D's num_D (official)."""
-    from v2v_plugins.vid2vid.discriminators import crop_squares, densepose_head_squares, face_crop_side
-    from v2v_plugins.vid2vid.losses import GANLoss, Vid2VidLoss, feature_matching_loss
+    from v2v_plugins.gan.discriminators import crop_squares, densepose_head_squares, face_crop_side
+    from v2v_plugins.gan.losses import GANLoss, Vid2VidLoss, feature_matching_loss
 
     torch.manual_seed(0)
     d = Vid2VidDiscriminators(label_channels=6, ndf=4, n_layers_d=2, num_d=3, n_scales_temporal=0, face_d=True)

@@ -145,7 +145,7 @@ def test_auto_on_an_empty_history_model_starts_from_nothing(runs: dict[str, Path
     (seq,) = resolve_labels(runs["world"]).sequences
     synth.generator.reset()
     frame0 = next(iter(synth.reader(seq)))
-    from v2v_plugins.synthesize.engine import to_uint8
+    from v2vcli.runtime import to_uint8
 
     expect = to_uint8(synth.generator.step(synth.batch([frame0])).frame)[0]
     assert _diff(_pngs(tmp_path / "auto")[0], expect) <= 1
@@ -191,7 +191,8 @@ def test_model_first_frames_are_the_perframe_runs_frames(cli: Any, runs: dict[st
     """Frames 0..L-1 are what the perframe run alone makes for them; frame L on, vid2vid generates from them."""
     import torch
 
-    from v2v_plugins.synthesize.engine import load_synthesizer, to_uint8
+    from v2v_plugins.synthesize.engine import load_synthesizer
+    from v2vcli.runtime import to_uint8
     from v2v_plugins.synthesize.sources import resolve_labels
 
     alone = _run(checkpoint=runs["perframe"], labels=runs["world"], split="train", output=tmp_path / "alone/")

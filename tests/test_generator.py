@@ -15,10 +15,10 @@ from v2vcli.config import DataConfig, load_config
 from v2vcli.data.layout import LabelClass, LabelSet
 from v2vcli.errors import ConfigError, DatasetError
 from v2vcli.warp import warp
-from v2v_plugins.vid2vid.conditioning import ConditioningSpec, instance_boundaries, one_hot_labels
+from v2v_plugins.gan.conditioning import ConditioningSpec, instance_boundaries, one_hot_labels
 from v2v_plugins.vid2vid.config import Vid2VidConfig
 from v2v_plugins.vid2vid.generator import GeneratorInput, Vid2VidGenerator, pyramid_down
-from v2v_plugins.vid2vid.model import Vid2Vid
+from v2v_plugins.vid2vid.networks import Vid2Vid
 
 from conftest import moving_pattern
 
@@ -397,8 +397,8 @@ def test_compiled_and_eager_g_plus_d_step_agree() -> None:
 
     import torch._dynamo
 
-    from v2v_plugins.vid2vid.discriminators import Vid2VidDiscriminators
-    from v2v_plugins.vid2vid.losses import GANLoss
+    from v2v_plugins.gan.discriminators import Vid2VidDiscriminators
+    from v2v_plugins.gan.losses import GANLoss
 
     gen = make_gen(fg=True, n_blocks=1)
     torch.manual_seed(1)

@@ -13,7 +13,7 @@ from torch import nn
 
 from v2vcli.config import load_config
 from v2vcli.data.layout import Dataset, LabelClass, LabelSet
-from v2v_plugins.vid2vid.model import Vid2Vid, summarize_networks
+from v2v_plugins.vid2vid.networks import Vid2Vid, summarize_networks
 
 CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 PRESETS = ["street_512", "street_1024", "street_2048", "street_256_g1", "street_512_g1", "street_1024_g1",
@@ -95,7 +95,7 @@ def test_every_preset_resolves(cli: Any) -> None:
     street = load_config([CONFIGS / "street_2048.yaml"])
     assert (street.model.n_scales_spatial, street.model.num_D, street.optim.lr, street.data.n_frames_total,
             street.optim.niter, street.optim.niter_decay, street.train.niter_step,
-            street.train.niter_fix_global) == (3, 4, 5e-5, 4, 5, 5, 1, 5)
+            street.model.niter_fix_global) == (3, 4, 5e-5, 4, 5, 5, 1, 5)
     pose = load_config([CONFIGS / "pose_256.yaml"])
     assert pose.data.max_t_step == 4 and pose.model.history == "empty" and pose.data.n_frames_total == 12
     assert load_config([CONFIGS / "pose_1024.yaml"]).model.face_D

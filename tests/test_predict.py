@@ -84,15 +84,15 @@ def test_plugin_import_is_light() -> None:
 
 
 def test_miou_and_confusion() -> None:
-    from v2v_plugins.predict.evaluation import confusion, miou
+    from v2vcli.metric import confusion, miou
 
     gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
     pred = np.array([[0, 1, 1, 1], [0, 0, 1, 2]])
-    conf = confusion(pred, gt, 3)
+    conf = confusion(gt, pred, 3)
     assert conf.tolist() == [[3, 1, 0], [0, 3, 1], [0, 0, 0]]
     # class 0: 3/(4+3-3)=0.75; class 1: 3/(4+4-3)=0.6; class 2: 0/(1)=0
     assert miou(conf) == pytest.approx((0.75 + 0.6 + 0.0) / 3)
-    assert confusion(pred, gt, 3, ignore_id=1).sum() == 4
+    assert confusion(gt, pred, 3, ignore_id=1).sum() == 4
     assert np.isnan(miou(np.zeros((3, 3), dtype=np.int64)))
 
 
@@ -253,7 +253,7 @@ def test_label_predictor_gan_step_and_loss_names() -> None:
     from v2vcli.registry import get_registry
 
     cfg = load_config([LABEL_CONFIG], ["data.size=[32,32]", "model.ngf=4", "model.n_blocks=2", "model.ndf=4",
-                                       "loss.lambda_gan=1.0", "train.max_frames_backpropagate=1"])
+                                       "loss.lambda_gan=1.0", "model.max_frames_backpropagate=1"])
     model = get_registry().get_model("label_predictor")(cfg, world_label_set(), "cpu")
     model.setup_training()
     assert set(model.networks()) == {"G", "D"}

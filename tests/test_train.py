@@ -128,7 +128,8 @@ def _train_clip(run: Run) -> tuple[Any, Any, Any]:
 
 
 def test_tiny_preset_learns_and_uses_the_warp(run: Run) -> None:
-    from v2v_plugins.train.logging import generate_clip, psnr
+    from v2v_plugins.train.logging import generate_clip
+    from v2vcli.metric import psnr
     from v2vcli.warp import warp
 
     model, fresh, clip = _train_clip(run)
@@ -136,7 +137,8 @@ def test_tiny_preset_learns_and_uses_the_warp(run: Run) -> None:
     out = generate_clip(model, clip)  # EMA generator, as synthesis uses
     before = generate_clip(fresh, clip)
     real = out["real"]
-    trained_db, untrained_db = psnr(out["generated"][L:], real[L:]), psnr(before["generated"][L:], real[L:])
+    trained_db, untrained_db = (psnr(real[L:], out["generated"][L:], data_range=2.0),
+                                psnr(real[L:], before["generated"][L:], data_range=2.0))
     assert trained_db >= PSNR_MIN_DB, (trained_db, untrained_db)
     assert trained_db >= untrained_db + PSNR_GAIN_DB, (trained_db, untrained_db)
 
@@ -322,7 +324,7 @@ def test_face_edges_with_distance_maps_train_end_to_end(carphone_mp4: Path, tmp_
 
 def test_init_from_a_coarser_run_loads_g0_and_trains_only_the_new_scale_first(run: Run, tmp_path: Path) -> None:
     """`--init-from` the module's one-scale run into a two-scale model at twice the width: G0 starts as the
-    coarser run's G, stays fixed while the epoch is below train.niter_fix_global, trains afterwards; G1 trains
+    coarser run's G, stays fixed while the epoch is below model.niter_fix_global, trains afterwards; G1 trains
     from the start."""
     from v2vcli.checkpoint import list_checkpoints, load_weights
 
@@ -331,7 +333,7 @@ def test_init_from_a_coarser_run_loads_g0_and_trains_only_the_new_scale_first(ru
     res = invoke("train", "--config", TINY, "--data", run.data, "--run-dir", fine, "--init-from", run.run_dir,
                  "--max-steps", 4, "--device", "cpu", "--set", "data.num_workers=0", "--set", "data.size=[64,32]",
                  "--set", "model.n_scales_spatial=2", "--set", "data.n_frames_total=2",
-                 "--set", "train.niter_fix_global=1", "--set", "train.checkpoint_every=2", "--set", "train.keep_last=5")
+                 "--set", "model.niter_fix_global=1", "--set", "train.checkpoint_every=2", "--set", "train.keep_last=5")
     assert res.exit_code == 0, res.output
     assert "initialised G0..G0 from the coarser run" in res.output and "training only the finest scale G1" in res.output
     # the official load_pretrain also loads the discriminators: the same tiny D fits whole

@@ -124,13 +124,9 @@ class OptimConfig:
 class TrainConfig:
     max_steps: int = 0  # absolute global step to stop at; 0 = run the whole schedule
     niter_step: int = 5  # clip length doubles every niter_step epochs (0: never)
-    niter_fix_global: int = 0  # epochs that train only the newest (finest) scale
     # Frames generated per optimizer step (the official n_frames_load = max_frames_per_gpu × n_gpus_gen): a clip is
     # trained in chunks of this many frames, each one G step, one D step and one step per active temporal D.
     frames_per_step: int = 1
-    # Official meaning: 1 = previous outputs are always fed detached; k > 1 = up to k (grown 1, 2, 4 ... with
-    # the clip length every niter_step epochs) consecutive frames of a chunk stay attached.
-    max_frames_backpropagate: int = 1
     checkpoint_every: int = 1000
     keep_last: int = 3
     log_every: int = 10
@@ -138,16 +134,14 @@ class TrainConfig:
     val_every: int = 0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
-    channels_last: bool = False
-    activation_checkpointing: bool = False
     device: str = "auto"
     max_bad_steps: int = 5  # consecutive non-finite losses before training aborts
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
-        _check_min(self, "train", {"max_steps": 0, "niter_step": 0, "niter_fix_global": 0, "frames_per_step": 1,
-                                   "max_frames_backpropagate": 0, "checkpoint_every": 1, "keep_last": 0,
-                                   "log_every": 1, "sample_every": 0, "val_every": 0, "max_bad_steps": 1})
+        _check_min(self, "train", {"max_steps": 0, "niter_step": 0, "frames_per_step": 1, "checkpoint_every": 1,
+                                   "keep_last": 0, "log_every": 1, "sample_every": 0, "val_every": 0,
+                                   "max_bad_steps": 1})
 
 
 @dataclass(kw_only=True)
@@ -172,7 +166,14 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+_TEXT_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}  # booleans as text (``text=True``)
+
+
+def _coerce(value: Any, tp: Any, where: str, *, text: bool = False) -> Any:
+    """``value`` checked and converted to type ``tp``; ``where`` names it in errors. With ``text``, strings as typed
+    on a command line are also accepted where a boolean (1/0, true/false, yes/no, on/off), an integer or a Literal
+    of non-strings is expected (extractor options; config values arrive parsed by YAML)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -185,14 +186,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, text=text)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
+        if value in args:
+            return value
+        if text and isinstance(value, str) and value in map(str, args):
+            return next(a for a in args if str(a) == value)
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, typing.cast(type, tp)):  # an annotation: a class, though is_dataclass admits instances
             return value
@@ -203,25 +206,32 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}")
         item = args[0] if args else Any
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, item, f"{where}[{i}]", text=text) for i, v in enumerate(value)]
     if origin is tuple:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            return tuple(_coerce(v, args[0], f"{where}[{i}]", text=text) for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{where} must have {len(args)} values, got {len(value)}: {value!r}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_coerce(v, a, f"{where}[{i}]", text=text) for i, (v, a) in enumerate(zip(value, args)))
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")
         vt = args[1] if len(args) == 2 else Any
-        return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _coerce(v, vt, f"{where}.{k}", text=text) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
+        if text and isinstance(value, str) and value.strip().lower() in _TEXT_BOOLS:
+            return _TEXT_BOOLS[value.strip().lower()]
         raise ConfigError(f"{where} must be true or false, got {value!r}")
     if tp is int:
+        if text and isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
         if isinstance(value, int) and not isinstance(value, bool):
             limit = MAX_SEED if where == "seed" else MAX_INT
             if abs(value) > limit:
@@ -355,6 +365,39 @@ def _model_classes(name: str) -> tuple[type, type]:
     return cfg_cls, loss_cls
 
 
+# Keys of earlier versions' train section: model-specific ones now live in the model section (vid2vid and the
+# predictors declare them; train.activation_checkpointing duplicated model.activation_checkpointing), and
+# train.channels_last was never read (model.channels_last is the switch). Old configs and saved runs still load.
+_TRAIN_TO_MODEL = ("niter_fix_global", "max_frames_backpropagate", "activation_checkpointing")
+_TRAIN_REMOVED = ("channels_last",)
+
+
+def _moved_train_keys(train_raw: dict[str, Any], model_raw: dict[str, Any], cfg_cls: type, name: str) -> None:
+    """Move the old train keys into ``model_raw`` (a key the model section sets wins; activation checkpointing is
+    on when either switch was), drop the removed ones, and say so in one warning line."""
+    fields = {f.name for f in dataclasses.fields(cfg_cls)}  # type: ignore[arg-type]
+    notes: list[str] = []
+    for key in _TRAIN_TO_MODEL:
+        if key not in train_raw:
+            continue
+        value = train_raw.pop(key)
+        if key not in fields:
+            notes.append(f"train.{key} is ignored (model '{name}' has no {key})")
+        elif key not in model_raw or (key == "activation_checkpointing" and value is True):
+            model_raw[key] = value
+            notes.append(f"train.{key} is now model.{key}")
+        elif model_raw[key] != value:
+            notes.append(f"train.{key}={value!r} is ignored: model.{key}={model_raw[key]!r} is set")
+        else:
+            notes.append(f"train.{key} is now model.{key}")
+    for key in _TRAIN_REMOVED:
+        if key in train_raw:
+            train_raw.pop(key)
+            notes.append(f"train.{key} is no longer used (model.{key} is the switch)")
+    if notes:
+        log.warning("outdated config keys: %s", "; ".join(notes))
+
+
 def build_config(raw: Mapping[str, Any]) -> V2VConfig:
     """Resolve a merged raw mapping into a typed :class:`V2VConfig`."""
     valid = list(SECTIONS) + list(TOP_SCALARS)
@@ -370,6 +413,7 @@ def build_config(raw: Mapping[str, Any]) -> V2VConfig:
         raise ConfigError(f"model.name must be a string, got {name!r}")
     cfg_cls, loss_cls = _model_classes(name)
     train_raw = dict(raw.get("train") or {})
+    _moved_train_keys(train_raw, model_raw, cfg_cls, name)
     seed = raw.get("seed")
     if "seed" in train_raw:  # `--set train.seed=N` is what users type; the seed is one top-level key for all stages
         alias = train_raw.pop("seed")

@@ -427,7 +427,7 @@ def _label_set_for(raw: Mapping[str, Any]) -> LabelSet | None:
 
 
 def _checked_vid2vid(cfg: V2VConfig, label_set: LabelSet | None, channels: int) -> V2VConfig:
-    from .vid2vid.conditioning import ConditioningSpec
+    from .gan.conditioning import ConditioningSpec
     from .vid2vid.training import Vid2VidModel
 
     spec = ConditioningSpec.from_config(cfg.model, cfg.data, label_set)
@@ -555,7 +555,7 @@ class Converted:
 def convert(ck: OfficialCheckpoint, plan: ConversionPlan, *, materialise: bool = True) -> Converted:
     """Rename and check every tensor against v2v's generators (built on the meta device); ``materialise=False``
     checks names and shapes only (``--check``)."""
-    from .vid2vid.perframe import PerFrame
+    from .perframe import PerFrame
     from .vid2vid.training import Vid2VidModel
 
     params = {n.name: n.params for n in [*ck.generators, *ck.discriminators]}

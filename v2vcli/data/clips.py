@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from v2vcli.data.layout import MODALITY_EXT, Dataset, LabelSet
+from v2vcli.data.pose import mirror_body25, read_body25
 from v2vcli.errors import ConfigError, DatasetError, V2VError
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ __all__ = [
     "ClipBatchSampler",
     "collate_clips",
     "make_loader",
-    "BODY25_FLIP_PAIRS",
     "DENSEPOSE_I_LUT",
 ]
 
@@ -59,9 +59,6 @@ _NEAREST = {"seg", "inst", "densepose"}
 # it is stretched ×255/24 as the official pose_dataset does (rounded to uint8; values above 24 saturate at 255).
 DENSEPOSE_PARTS = 24
 DENSEPOSE_I_LUT: np.ndarray = np.minimum(255, np.round(np.arange(256) * 255.0 / DENSEPOSE_PARTS)).astype(np.uint8)
-# BODY_25 left/right pairs swapped by a horizontal flip.
-BODY25_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((2, 5), (3, 6), (4, 7), (9, 12), (10, 13), (11, 14), (15, 16),
-                                                  (17, 18), (19, 22), (20, 23), (21, 24))
 
 
 #: The official clip-length cap: sequences are never read past 128 frames (data/base_dataset.py).
@@ -270,11 +267,7 @@ def _apply_keypoints(kp: np.ndarray, g: _Geometry) -> np.ndarray:
     seen = out[:, 2] > 0
     out[:, 0] = np.where(seen, out[:, 0] * g.sx - g.x, 0.0)
     out[:, 1] = np.where(seen, out[:, 1] * g.sy - g.y, 0.0)
-    if g.flip:
-        out[:, 0] = np.where(seen, g.w - 1 - out[:, 0], 0.0)
-        for a, b in BODY25_FLIP_PAIRS:
-            out[[a, b]] = out[[b, a]]
-    return out
+    return mirror_body25(out, g.w) if g.flip else out
 
 
 def _read_any_png(path: Path) -> np.ndarray:
@@ -414,17 +407,7 @@ class ClipDataset:
         return _read_any_png(path)
 
     def _read_keypoints(self, seq: str, index: int) -> np.ndarray:
-        from v2vcli.io.files import read_json
-
-        path = self.ds.frame_path("pose", seq, index, ".json")
-        kp = np.zeros((25, 3), dtype=np.float32)
-        if not path.is_file():
-            return kp
-        people = (read_json(path) or {}).get("people") or []
-        if people:
-            flat = np.asarray(people[0].get("pose_keypoints_2d") or [], dtype=np.float32)[:75]
-            kp.reshape(-1)[:flat.size] = flat
-        return kp
+        return read_body25(self.ds.frame_path("pose", seq, index, ".json"))
 
     def _dataset_flow(self, seq: str, index: int, step: int) -> np.ndarray:
         """Backward flow frame ``index`` → ``index - step`` composed from the dataset's consecutive flows."""

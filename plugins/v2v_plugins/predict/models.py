@@ -12,7 +12,7 @@ Both are sequential generators over the future (paper §5): from the K previous 
 
 One ``train_step`` takes clips of K real frames followed by ``data.n_frames_total`` frames predicted
 autoregressively, each fed back as history (its predicted flow as that state's flow), exactly as at prediction
-time; gradients reach back through at most ``train.max_frames_backpropagate`` - 1 predictions (1: detached).
+time; gradients reach back through at most ``model.max_frames_backpropagate`` - 1 predictions (1: detached).
 
 :class:`Rollout` is the inference API (observe real states, then predict), also behind ``frame_generator()``.
 torch is imported inside functions: the plugin module stays light.
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from v2vcli.errors import ConfigError, DatasetError
-from v2vcli.model import FrameGenerator, FrameOutput, StepResult, VideoModel, colorize_inputs
+from v2vcli.io.preview import colorize_inputs
+from v2vcli.model import FrameGenerator, FrameOutput, StepResult, VideoModel
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +71,7 @@ class PredictorConfig:
     n_layers_D: int = 2
     ndf: int = 32
     flow_estimator: str = "farneback"  # flow of a plain video context at prediction time (no flow/ modality)
+    max_frames_backpropagate: int = 1  # official meaning: 1 = predictions fed back detached; k: k - 1 attached
 
     def __post_init__(self) -> None:
         if self.n_past < 1:
@@ -79,6 +81,8 @@ class PredictorConfig:
                 raise ConfigError(f"model.{key} must be at least 1, got {getattr(self, key)}")
         if self.n_downsample < 0 or self.n_blocks < 0:
             raise ConfigError("model.n_downsample and model.n_blocks must be 0 or more")
+        if self.max_frames_backpropagate < 0:
+            raise ConfigError(f"model.max_frames_backpropagate must be 0 or more, got {self.max_frames_backpropagate}")
 
 
 @dataclass(kw_only=True)
@@ -272,8 +276,8 @@ class _PredictorBase(VideoModel):
 
         if not self.gan:
             return
-        from v2v_plugins.vid2vid.discriminators import Vid2VidDiscriminators
-        from v2v_plugins.vid2vid.losses import Vid2VidLoss
+        from v2v_plugins.gan.discriminators import Vid2VidDiscriminators
+        from v2v_plugins.gan.losses import Vid2VidLoss
 
         m, lc = self.cfg.model, self.cfg.loss
         if "D" not in self.nets:
@@ -287,6 +291,8 @@ class _PredictorBase(VideoModel):
     def train_step(self, batch: ClipBatch) -> StepResult:
         import torch
 
+        from v2v_plugins.gan.parallel import parallel_discriminators
+
         b = batch.to(self.device, non_blocking=True)
         K = self.history_frames
         T = b.length
@@ -298,9 +304,10 @@ class _PredictorBase(VideoModel):
         states, targets = self.states_of(b)  # (B, T, C, H, W)
         flow_ref = b.flow
         lc = self.cfg.loss
-        nb = int(self.cfg.train.max_frames_backpropagate) - 1  # official meaning: 1 = always detached
-        G = self.nets["G"]
-        D = self.nets.get("D")
+        nb = int(self.cfg.model.max_frames_backpropagate) - 1  # official meaning: 1 = always detached
+        G = self.data_parallel("G", self.nets["G"])  # a DDP wrapper in a distributed run: every parameter is used
+        D = self.nets.get("D")                          # by every frame, so the frames' forwards may come before
+        #                                                 the one backward
         if D is not None:
             self.set_requires_grad(D, False)
         hist = [states[:, i] for i in range(K)]
@@ -346,7 +353,8 @@ class _PredictorBase(VideoModel):
         if D is not None:
             self.set_requires_grad(D, True)
             with self.autocast():
-                d = self.loss_fn.discriminator_frame(D, labels=torch.cat(prevs), real=torch.cat(reals),
+                d = self.loss_fn.discriminator_frame(parallel_discriminators(D, self.data_parallel),
+                                                     labels=torch.cat(prevs), real=torch.cat(reals),
                                                      fake=torch.cat(fakes).detach())
             d_terms = {k: v for k, v in d.terms.items() if k in ("D_real", "D_fake")}
             ok_d = self.optimize("D", d.total)
@@ -399,7 +407,7 @@ class LabelPredictor(_PredictorBase):
         return None if self.label_set is None else self.label_set.ignore_id
 
     def one_hot(self, seg: Any) -> torch.Tensor:
-        from v2v_plugins.vid2vid.conditioning import one_hot_labels
+        from v2v_plugins.gan.conditioning import one_hot_labels
 
         return one_hot_labels(seg, self.state_nc, self.ignore_id).to(self.device)
 

@@ -26,8 +26,8 @@ from typing import cast
 import torch
 from torch import nn
 
+from v2v_plugins.gan.blocks import conv7, conv7_out, down, init_weights, res_blocks, up
 from v2vcli.warp import warp
-from v2v_plugins.vid2vid.blocks import conv7, conv7_out, down, init_weights, res_blocks, up
 
 __all__ = ["PredictionOutput", "PredictorNet", "FLOW_SCALE"]
 

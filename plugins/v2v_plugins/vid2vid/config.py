@@ -66,6 +66,12 @@ class Vid2VidConfig:
     # -- face discriminator (pose data) ----------------------------------------------------------------------------
     face_D: bool = False
 
+    # -- training schedule -------------------------------------------------------------------------------------
+    niter_fix_global: int = 0  # epochs that train only the newest (finest) scale after --init-from
+    # Official meaning: 1 = previous outputs are always fed detached; k > 1 = up to k (grown 1, 2, 4 ... with
+    # the clip length every train.niter_step epochs) consecutive frames of a chunk stay attached.
+    max_frames_backpropagate: int = 1
+
     # -- efficiency ---------------------------------------------------------------------------------------------
     activation_checkpointing: bool = False  # recompute residual blocks in backward
     channels_last: bool = False
@@ -79,7 +85,9 @@ class Vid2VidConfig:
                 raise ConfigError(f"model.{key} must be at least 1, got {value}")
         non_negative = {"label_nc": self.label_nc, "input_nc": self.input_nc, "n_downsample": self.n_downsample,
                         "n_blocks": self.n_blocks, "n_blocks_local": self.n_blocks_local,
-                        "n_scales_temporal": self.n_scales_temporal, "num_D_T": self.num_D_T}
+                        "n_scales_temporal": self.n_scales_temporal, "num_D_T": self.num_D_T,
+                        "niter_fix_global": self.niter_fix_global,
+                        "max_frames_backpropagate": self.max_frames_backpropagate}
         for key, value in non_negative.items():
             if value < 0:
                 raise ConfigError(f"model.{key} must be 0 or more, got {value}")

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from v2v_plugins.gan.blocks import conv7, conv7_out, down, init_weights, res_blocks, up
 from v2vcli.warp import warp
 
-from .blocks import conv7, conv7_out, down, init_weights, res_blocks, up
 from .config import Vid2VidConfig
 
 __all__ = ["GeneratorInput", "GeneratorOutput", "ScaleOutput", "Vid2VidGenerator", "GlobalGenerator",

@@ -7,7 +7,7 @@ starts from an empty history) the way the official code trains a sequence:
    n_frames_load). Each chunk is generated frame after frame from the label stack t-L..t and the L previous
    frames; every spatial scale keeps its *own* previous outputs (the official ``fake_B_pyr``). Previous frames
    from earlier chunks are detached; inside a chunk the window of previous frames is detached at every
-   ``n_bp``-th frame, n_bp = 1 (always detached) for ``train.max_frames_backpropagate`` 1, the official default.
+   ``n_bp``-th frame, n_bp = 1 (always detached) for ``model.max_frames_backpropagate`` 1, the official default.
 2. Generator loss of the chunk: the image-D terms (GAN, feature matching, VGG on final and raw), the flow, warp,
    temporal and mask terms of :mod:`.losses`, and the temporal-D terms. The temporal Ds see windows of a buffer
    that holds this sequence's earlier generated frames (detached, at most tD^(S_T-1)·(tD-1)) and the chunk's
@@ -18,7 +18,7 @@ starts from an empty history) the way the official code trains a sequence:
    temporal D (own Adam each: ``D``, ``D_T0``, ``D_T1`` ...).
 
 ``--init-from`` a run with one spatial scale fewer loads its G0..G(s-1) and every discriminator tensor whose name
-and shape match (the official ``load_pretrain``); while the epoch is below ``train.niter_fix_global`` only the
+and shape match (the official ``load_pretrain``); while the epoch is below ``model.niter_fix_global`` only the
 new finest scale trains. torch is imported inside methods (plugin import stays light).
 """
 
@@ -29,20 +29,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from v2vcli.errors import CheckpointError, ConfigError
-from v2vcli.model import FrameGenerator, FrameOutput, StepResult, VideoModel, colorize_inputs
+from v2vcli.io.preview import colorize_inputs
+from v2vcli.model import FrameGenerator, FrameOutput, StepResult, VideoModel
 
 from .config import Vid2VidConfig, Vid2VidLossConfig
-from .model import Vid2Vid
+from .networks import Vid2Vid
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from v2v_plugins.gan.conditioning import ConditioningSpec
     from v2vcli.config import V2VConfig
     from v2vcli.data.clips import ClipBatch
     from v2vcli.data.layout import LabelSet
-
-    from .conditioning import ConditioningSpec
 
 __all__ = ["Vid2VidModel", "Vid2VidFrameGenerator", "combine_losses", "possible_temporal_scales",
            "backpropagated_frames", "pyramid"]
@@ -55,7 +55,7 @@ def possible_temporal_scales(cfg: V2VConfig) -> list[int]:
     of the schedule (``data.n_frames_total`` doubled every ``train.niter_step`` epochs, at most 128 - L frames)."""
     from v2vcli.data.clips import ClipSchedule
 
-    from .discriminators import TemporalScale
+    from v2v_plugins.gan.discriminators import TemporalScale
 
     n, tD = int(cfg.model.n_scales_temporal), int(cfg.model.n_frames_D)
     if n <= 0:
@@ -184,16 +184,10 @@ class Vid2VidModel(Vid2Vid, VideoModel):
         self._init_contract(cfg, label_set, device)
         self.check_size(cfg)
         Vid2Vid.__init__(self, cfg, label_set, device)
-        if cfg.train.activation_checkpointing:
-            from .blocks import ResBlock
-
-            for m in self.generator.modules():
-                if isinstance(m, ResBlock):
-                    m.checkpointing = True
         self.loss_fn: Any = None
         self.init_scales = 0  # coarse scales loaded by --init-from (frozen for niter_fix_global epochs)
         self._frozen = False
-        self._g_call: Any = None
+        self.chunk_generator: Any = None  # made by build_training()
         self._epoch = 0
         self._init_d: dict[str, Any] | None = None  # discriminator tensors of --init-from, loaded with D
 
@@ -206,7 +200,7 @@ class Vid2VidModel(Vid2Vid, VideoModel):
         if len(possible) < n:
             from v2vcli.data.clips import ClipSchedule
 
-            from .discriminators import TemporalScale
+            from v2v_plugins.gan.discriminators import TemporalScale
 
             epochs = int(cfg.optim.niter) + int(cfg.optim.niter_decay)
             longest = ClipSchedule.from_config(cfg.data, cfg.train.niter_step,
@@ -221,7 +215,7 @@ class Vid2VidModel(Vid2Vid, VideoModel):
 
     def check_schedule(self, longest_clip: int) -> None:
         """Warn about temporal scales this dataset can never feed (its sequences are too short for their span)."""
-        from .discriminators import TemporalScale
+        from v2v_plugins.gan.discriminators import TemporalScale
 
         tD = int(self.cfg.model.n_frames_D)
         never = [k for k in range(int(self.cfg.model.n_scales_temporal))
@@ -236,7 +230,7 @@ class Vid2VidModel(Vid2Vid, VideoModel):
         """What one training sequence of ``clip_frames`` generated frames does in ``epoch`` (``v2v train --plan``)."""
         import math
 
-        from .discriminators import TemporalScale, temporal_buffer_frames, temporal_window_ends
+        from v2v_plugins.gan.discriminators import TemporalScale, temporal_buffer_frames, temporal_window_ends
 
         chunk = max(1, min(int(cfg.train.frames_per_step), clip_frames))
         steps = math.ceil(clip_frames / chunk)
@@ -252,9 +246,9 @@ class Vid2VidModel(Vid2Vid, VideoModel):
                     active.add(k)
             done += m
         S = int(cfg.model.n_scales_spatial)
-        frozen = init_from and S > 1 and epoch < int(cfg.train.niter_fix_global)
+        frozen = init_from and S > 1 and epoch < int(cfg.model.niter_fix_global)
         return {"frames_per_step": chunk, "g_steps_per_sequence": steps, "d_steps_per_sequence": steps,
-                "backpropagated_frames": backpropagated_frames(int(cfg.train.max_frames_backpropagate), chunk, epoch,
+                "backpropagated_frames": backpropagated_frames(int(cfg.model.max_frames_backpropagate), chunk, epoch,
                                                                int(cfg.train.niter_step)),
                 "temporal_scales": sorted(active), "temporal_scales_configured": list(range(n_t)),
                 "spatial_scales": [S - 1] if frozen else list(range(S))}
@@ -311,8 +305,8 @@ class Vid2VidModel(Vid2Vid, VideoModel):
     def build_training(self) -> None:
         import torch
 
-        from .discriminators import Vid2VidDiscriminators
-        from .losses import Vid2VidLoss
+        from v2v_plugins.gan.discriminators import Vid2VidDiscriminators
+        from v2v_plugins.gan.losses import Vid2VidLoss
 
         if "D" not in self.nets:
             with torch.device(self.device):
@@ -327,7 +321,10 @@ class Vid2VidModel(Vid2Vid, VideoModel):
         self.loss_fn = Vid2VidLoss.from_config(self.cfg.model, self.cfg.loss, vgg=self.vgg_module).to(self.device)
         if "densepose" in self.spec.inputs:  # the official face crop: centred on the DensePose head parts (I channel)
             self.loss_fn.face_part_channel = self.spec.offset("densepose") + 2
-        self._g_call = torch.compile(self.generator) if self.cfg.train.compile else self.generator
+        from .chunk import ChunkGenerator
+
+        self.chunk_generator = ChunkGenerator(self.generator,
+                                              torch.compile(self.generator) if self.cfg.train.compile else None)
 
     def optimizer_params(self) -> dict[str, list[Any]]:
         D = self.discriminators
@@ -340,13 +337,13 @@ class Vid2VidModel(Vid2Vid, VideoModel):
 
     def on_epoch(self, epoch: int) -> None:
         self._epoch = int(epoch)
-        frozen = self.init_scales > 0 and epoch < self.cfg.train.niter_fix_global
+        frozen = self.init_scales > 0 and epoch < self.cfg.model.niter_fix_global
         if frozen != self._frozen or epoch == 0:
             for s, scale in enumerate(self.generator.scales):
                 scale.requires_grad_(not (frozen and s < self.init_scales))
             if frozen:
-                log.info("epoch %d: training only the finest scale G%d (train.niter_fix_global %d)", epoch,
-                         self.cfg.model.n_scales_spatial - 1, self.cfg.train.niter_fix_global)
+                log.info("epoch %d: training only the finest scale G%d (model.niter_fix_global %d)", epoch,
+                         self.cfg.model.n_scales_spatial - 1, self.cfg.model.niter_fix_global)
             elif self._frozen:
                 log.info("epoch %d: training all %d scales", epoch, self.cfg.model.n_scales_spatial)
             self._frozen = frozen
@@ -417,7 +414,7 @@ class _SequenceState:
     detached), the temporal-D buffer (real, fake, reference flow; detached) and the logged values."""
 
     def __init__(self, model: Vid2VidModel, batch: ClipBatch, chunk: int) -> None:
-        from .discriminators import HEAD_KEYPOINTS, temporal_buffer_frames
+        from v2v_plugins.gan.discriminators import HEAD_KEYPOINTS, temporal_buffer_frames
 
         self.m, self.b, self.chunk = model, batch, chunk
         cfg = model.cfg
@@ -425,7 +422,7 @@ class _SequenceState:
         self.L = model.history_frames
         self.n_past = int(cfg.model.n_past)
         self.S = int(cfg.model.n_scales_spatial)
-        self.n_bp = backpropagated_frames(int(cfg.train.max_frames_backpropagate), chunk, model._epoch,
+        self.n_bp = backpropagated_frames(int(cfg.model.max_frames_backpropagate), chunk, model._epoch,
                                           int(cfg.train.niter_step))
         self.heads = None
         if model.needs_keypoints and batch.keypoints is not None:
@@ -446,7 +443,7 @@ class _SequenceState:
     def train_chunk(self, c0: int, c1: int) -> None:
         import torch
 
-        from .generator import GeneratorInput
+        from v2v_plugins.gan.parallel import parallel_discriminators
 
         m, D, lossf = self.m, self.m.discriminators, self.m.loss_fn
         real, L, n_past = self.real, self.L, self.n_past
@@ -457,26 +454,14 @@ class _SequenceState:
         heads = None if self.heads is None else self.heads[:, c0:c1]
         before = self.hist[-1][-1] if self.hist else None  # x_{c0-1}: real, or the previous chunk's last frame
 
-        # 1. sequential generation; the window of previous frames is cut from the graph every n_bp frames
+        # 1. sequential generation; the window of previous frames is cut from the graph every n_bp frames. One
+        # call for the chunk: in a distributed run it goes through G's DDP wrapper, which averages G's gradients
+        # during the backward below (parameters the chunk leaves unused, e.g. coarse heads whose outputs feed only
+        # detached history, keep no gradient)
         m.set_requires_grad(D, False)
-        outs = []
+        G = m.data_parallel("G", m.chunk_generator, find_unused=True)
         with m.autocast():
-            for j, t in enumerate(range(c0, c1)):
-                labels = cond[:, max(0, t - n_past) - lo:t - lo + 1]
-                window = self.hist[-n_past:]
-                if window and j % self.n_bp == 0:
-                    window = [tuple(x.detach() for x in h) for h in window]
-                prev = prev_scales = None
-                if window:
-                    prev_scales = [torch.stack([h[s] for h in window], dim=1) for s in range(self.S)]
-                    prev = prev_scales[-1]
-                out = m._g_call(GeneratorInput(labels, prev, prev_scales if self.S > 1 else None))
-                outs.append(out)
-                self.hist.append(tuple(o.final for o in out.scales) if self.S > 1 else (out.final,))
-            fake = torch.stack([o.final for o in outs], 1)  # (B, n, 3, H, W)
-            raw = torch.stack([o.raw for o in outs], 1)
-            flow = torch.stack([o.flow for o in outs], 1)
-            mask = torch.stack([o.mask for o in outs], 1)
+            fake, raw, flow, mask, hist = G(cond, self.hist, n, n_past, self.n_bp)
             real_g, labels_g, ref_g = real[:, c0:c1], cond[:, c0 - lo:], flow_ref[:, c0:c1]
 
             # 2. generator losses
@@ -491,7 +476,7 @@ class _SequenceState:
                 if n > 1:
                     parts.append((B * (n - 1), lossf.generator_frame(
                         D, labels=labels_g[:, 1:], real=real_g[:, 1:], fake=fake[:, 1:], raw=raw[:, 1:],
-                        real_prev=real[:, c0:c1 - 1], fake_prev=fake[:, :-1], flow=flow[:, 1:], mask=mask[:, 1:],
+                        real_prev=real[:, c0:c1 - 1], fake_prev=fake[:, :-1], flow=flow, mask=mask,
                         flow_ref=ref_g[:, 1:], head_points=None if heads is None else heads[:, 1:])))
             _, g_terms = combine_losses(parts)
             active: list[int] = []
@@ -509,8 +494,10 @@ class _SequenceState:
             g_total = torch.stack(list(g_terms.values())).sum()
         self.flags.append(m.optimize("G", g_total))
 
-        # 3. discriminator losses (fakes detached inside the loss functions)
+        # 3. discriminator losses (fakes detached inside the loss functions); each discriminator through its own DDP
+        # wrapper in a distributed run, so only the active temporal Ds take part
         m.set_requires_grad(D, True)
+        D = parallel_discriminators(D, m.data_parallel)
         with m.autocast():
             d_terms = dict(lossf.discriminator_frame(D, labels=labels_g, real=real_g, fake=fake.detach(),
                                                      raw=raw.detach(), head_points=heads).terms)
@@ -522,8 +509,8 @@ class _SequenceState:
         self.flags.append(m.optimize(["D"] + [f"D_T{k}" for k in active], d_total))
         self.active.update(active)
 
-        # 4. carry over: the last L frames of every scale and the temporal-D buffer, detached
-        self.hist = [tuple(x.detach() for x in h) for h in self.hist[-max(1, n_past):]]
+        # 4. carry over: the last L frames of every scale (detached by the chunk generator) and the temporal-D buffer
+        self.hist = hist
         if D.n_scales_temporal > 0 and self.keep > 0:
             self.buf = (t_real[:, -self.keep:].detach(), t_fake[:, -self.keep:].detach(),
                         t_flow[:, -self.keep:].detach())
@@ -532,10 +519,11 @@ class _SequenceState:
                                                                                d_terms.items()},
                             g_total.detach(), d_total.detach()))
         with torch.no_grad():
-            g_ref, g_flow = (ref_g, flow) if before is not None else (ref_g[:, 1:], flow[:, 1:])
+            g_ref, g_flow = (ref_g, flow) if before is not None else (ref_g[:, 1:], flow)
             epe = ((g_flow.float() - g_ref.float()).norm(dim=2).mean() if g_flow.shape[1]
                    else mask.new_zeros((), dtype=torch.float32))
-            self.stats.append((n, mask.float().mean(), epe))
+            mask_mean = mask.float().mean() if mask.shape[1] else mask.new_zeros((), dtype=torch.float32)
+            self.stats.append((n, mask_mean, epe))
 
     def result(self) -> StepResult:
         """Frame-weighted means over the chunks, read with one host sync."""

@@ -1,4 +1,5 @@
 """vid2vid losses (docs/architecture.md "Losses"): GAN, feature matching, VGG, flow, warp, temporal and mask terms.
+perframe and predict use the GAN, feature-matching and VGG terms.
 
 Building blocks (each unweighted unless its docstring says otherwise, all computed in float32 with autocast off):
 
@@ -38,6 +39,7 @@ from .discriminators import (
     face_crop_side,
     head_boxes,
 )
+from .perceptual import VGG19_LAYER_WEIGHTS, VGGLoss
 
 __all__ = [
     "GAN_MODES",
@@ -261,8 +263,6 @@ class Vid2VidLoss(nn.Module):
         self.vgg: nn.Module | None = None
         if self.lambda_vgg > 0:
             if vgg is None:
-                from .perceptual import VGG19_LAYER_WEIGHTS, VGGLoss
-
                 vgg = VGGLoss(weights=vgg_weights, weights_name=vgg_weights_name, random_init=vgg_random_init,
                               verify=vgg_verify, input_norm=vgg_input,
                               layer_weights=vgg_layer_weights or VGG19_LAYER_WEIGHTS)

@@ -1,4 +1,5 @@
-"""The registered ``vid2vid`` model class and the network summary behind `v2v model summary`.
+"""The vid2vid networks (generator and discriminators, built from config) and the summary behind
+`v2v model summary`.
 
 :class:`Vid2Vid` declares the ``model``/``loss`` config sections (``Config``, ``LossConfig``), derives the
 conditioning from the config and the dataset's label set, and builds its networks by name (``"G"``; the
@@ -11,7 +12,7 @@ for backward. A network takes part through a small protocol:
 - ``summary_calls_per_frame`` (optional, default 1): forward calls per generated frame;
 - ``summary_parts() -> {scale: {module: nn.Module}}`` (optional): the per-scale and per-module rows.
 
-This module imports torch only inside functions: the plugin registers the class while `v2v --help` runs.
+This module imports torch only inside functions: the model class registers (and configs resolve) without torch.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from v2v_plugins.gan.conditioning import ConditioningSpec
 from v2vcli.errors import ConfigError
 
-from .conditioning import ConditioningSpec
 from .config import Vid2VidConfig, Vid2VidLossConfig
 
 if TYPE_CHECKING:
@@ -212,11 +213,9 @@ class Vid2Vid:
         w, h = cls.check_size(cfg, size)
         spec = cls.conditioning(cfg, label_set)
         nets = cls.build_networks(cfg, spec, device="meta")
-        from dataclasses import asdict
-
         import torch
 
-        from .discriminators import Vid2VidDiscriminators
+        from v2v_plugins.gan.discriminators import Vid2VidDiscriminators
 
         with torch.device("meta"):
             D = Vid2VidDiscriminators.from_config(cfg.model, label_channels=spec.input_nc,

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from v2vcli.errors import ConfigError
 from v2vcli.hookspecs import hookimpl
-from v2vcli.model import FrameGenerator, FrameOutput, StepResult, VideoModel, colorize_inputs
+from v2vcli.io.preview import colorize_inputs
+from v2vcli.model import FrameGenerator, FrameOutput, StepResult, VideoModel
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +49,7 @@ class PerFrameConfig:
     n_layers_D: int = 3
     ndf: int = 64
     # no foreground branch: kept so the shared conditioning code reads the same fields as vid2vid's config
+    # (:class:`~v2v_plugins.gan.conditioning.ConditioningConfig`)
     fg: bool = False
     fg_classes: list[str] = field(default_factory=list)
 
@@ -77,10 +79,10 @@ class PerFrameLossConfig:
 
 
 def build_perframe_generator(cfg: PerFrameConfig, input_nc: int) -> nn.Module:
-    """conv7 → downs → residual blocks → ups → conv7 + tanh, from vid2vid's blocks (N(0, init_std) init)."""
+    """conv7 → downs → residual blocks → ups → conv7 + tanh, from the GAN blocks (N(0, init_std) init)."""
     from torch import nn
 
-    from .blocks import conv7, conv7_out, down, init_weights, res_blocks, up
+    from v2v_plugins.gan.blocks import conv7, conv7_out, down, init_weights, res_blocks, up
 
     layers, c = conv7(input_nc, cfg.ngf, cfg.norm), cfg.ngf
     for _ in range(cfg.n_downsample):
@@ -137,7 +139,7 @@ class PerFrame(VideoModel):
     def __init__(self, cfg: V2VConfig, label_set: LabelSet | None = None, device: Any = "cpu") -> None:
         import torch
 
-        from .conditioning import ConditioningSpec
+        from v2v_plugins.gan.conditioning import ConditioningSpec
 
         super().__init__(cfg, label_set, device)
         self.spec = ConditioningSpec.from_config(cfg.model, cfg.data, label_set)
@@ -166,8 +168,8 @@ class PerFrame(VideoModel):
     def build_training(self) -> None:
         import torch
 
-        from .discriminators import Vid2VidDiscriminators
-        from .losses import Vid2VidLoss
+        from v2v_plugins.gan.discriminators import Vid2VidDiscriminators
+        from v2v_plugins.gan.losses import Vid2VidLoss
 
         m = self.cfg.model
         with torch.device(self.device):
@@ -183,10 +185,12 @@ class PerFrame(VideoModel):
     def train_step(self, batch: ClipBatch) -> StepResult:
         import torch
 
+        from v2v_plugins.gan.parallel import parallel_discriminators
+
         b = batch.to(self.device, non_blocking=True)
         real = b.frames.flatten(0, 1)  # every frame of every clip is a sample: (B·T, 3, H, W)
         cond = self.spec.build(b.inputs).flatten(0, 1)
-        G, D = self.nets["G"], self.nets["D"]
+        G, D = self.data_parallel("G", self.nets["G"]), self.nets["D"]  # DDP wrappers in a distributed run
         self.set_requires_grad(D, False)
         with self.autocast():
             fake = G(cond)
@@ -194,7 +198,8 @@ class PerFrame(VideoModel):
         ok_g = self.optimize("G", g.total)
         self.set_requires_grad(D, True)
         with self.autocast():
-            d = self.loss_fn.discriminator_frame(D, labels=cond, real=real, fake=fake.detach())
+            d = self.loss_fn.discriminator_frame(parallel_discriminators(D, self.data_parallel), labels=cond,
+                                                 real=real, fake=fake.detach())
         ok_d = self.optimize("D", d.total)
         terms = {**g.terms, **d.terms}
         values = torch.stack([v.detach().float() for v in terms.values()]

@@ -1,4 +1,5 @@
-"""vid2vid discriminators: multi-scale conditional PatchGAN (image), temporal Ds, optional face/region D.
+"""vid2vid discriminators (perframe and predict use the image D): multi-scale conditional PatchGAN (image),
+temporal Ds, optional face/region D.
 
 Written from the paper and docs/architecture.md ("Discriminators"):
 
@@ -31,6 +32,8 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.ops import roi_align
 
 from v2vcli.errors import ConfigError
 from v2vcli.warp import warp
@@ -403,8 +406,6 @@ def crop_regions(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
     Uses torchvision's ``roi_align`` (aligned, 2×2 samples per bin); pixel i's centre is coordinate i, as in
     the pose JSON. Areas outside the frame read as zero for real and fake alike.
     """
-    from torchvision.ops import roi_align
-
     idx = torch.arange(images.shape[0], device=images.device, dtype=boxes.dtype)[:, None]
     rois = torch.cat([idx, boxes.to(images.device) + 0.5], dim=1)
     out = roi_align(images.float(), rois.float(), output_size=(size, size), spatial_scale=1.0, sampling_ratio=2,
@@ -519,8 +520,6 @@ class Vid2VidDiscriminators(nn.Module):
 
     def summary(self, width: int, height: int) -> list[DiscriminatorRow]:
         """Params and GFLOP (conv/matmul, 1 MAC = 2 FLOP) per application at a W×H frame, counted on a meta twin."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         twin = self.meta_copy()
         rows = []
 

@@ -1,5 +1,6 @@
-"""Building blocks of the vid2vid generator: normalisation choice, reflect-padded convolutions, residual blocks,
-down/up-sampling stages and the N(0, 0.02) initialisation (docs/architecture.md, "The vid2vid model").
+"""Building blocks of the generators (vid2vid, perframe, predict): normalisation choice, reflect-padded convolutions,
+residual blocks, down/up-sampling stages and the N(0, 0.02) initialisation (docs/architecture.md, "The vid2vid
+model").
 
 Every convolution followed by a normalisation keeps its bias, as the official networks do: the parity parameter
 counts include those biases and the norms' affine parameters.

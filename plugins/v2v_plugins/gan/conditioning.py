@@ -1,5 +1,5 @@
-"""Conditioning maps of vid2vid: which dataset modalities feed the generator, how many channels each gives, and
-how one frame's decoded modalities become the generator's input tensor.
+"""Conditioning maps of the GAN models (vid2vid, perframe): which dataset modalities feed the generator, how many
+channels each gives, and how one frame's decoded modalities become the generator's input tensor.
 
 Per frame, in this fixed order (whatever order ``data.inputs`` lists them in):
 
@@ -15,7 +15,7 @@ Per frame, in this fixed order (whatever order ``data.inputs`` lists them in):
 The foreground mask M of the street model is the union of the one-hot channels of the foreground classes.
 Inputs are torch tensors or NumPy arrays with any leading batch dimensions: ``seg``/``inst``/``edges`` are
 (..., H, W); the others are channels-first (..., C, H, W). uint8 maps are rescaled; float maps are taken as already
-in range.
+in range. torch is imported inside functions: model classes built on this register without it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from v2vcli.errors import ConfigError, DatasetError, did_you_mean
 
@@ -33,10 +35,8 @@ if TYPE_CHECKING:
     from v2vcli.config import DataConfig
     from v2vcli.data.layout import LabelSet
 
-    from .config import Vid2VidConfig
-
-__all__ = ["MODALITY_CHANNELS", "MODALITY_ORDER", "ConditioningSpec", "instance_boundaries", "one_hot_labels",
-           "stack_inputs"]
+__all__ = ["MODALITY_CHANNELS", "MODALITY_ORDER", "ConditioningConfig", "ConditioningSpec", "instance_boundaries",
+           "one_hot_labels", "stack_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,17 @@ MODALITY_ORDER: tuple[str, ...] = ("seg", "inst", "pose", "densepose", "edges", 
 _SIGNED = ("pose", "densepose")  # image-like maps scaled to [-1, 1]; the others to [0, 1]
 
 
+class ConditioningConfig(Protocol):
+    """The ``model`` config fields the conditioning reads (vid2vid's and perframe's sections have them)."""
+
+    label_nc: int  # 0 = from the dataset's label set
+    use_instance: bool | None  # None = when data.inputs has inst
+    input_nc: int  # channels per frame as a check; 0 = derived
+    fg: bool
+    fg_classes: list[str]
+
+
 def _as_tensor(value: Any) -> torch.Tensor:
-    import numpy as np
     import torch
 
     if isinstance(value, torch.Tensor):
@@ -160,7 +169,8 @@ class ConditioningSpec:
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, model: Vid2VidConfig, data: DataConfig, label_set: LabelSet | None = None) -> ConditioningSpec:
+    def from_config(cls, model: ConditioningConfig, data: DataConfig,
+                    label_set: LabelSet | None = None) -> ConditioningSpec:
         """Derive the spec from ``model`` and ``data`` (``data.inputs``) and, when given, the dataset's label set."""
         requested = list(dict.fromkeys(data.inputs))
         for m in requested:

@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
 
-from v2vcli.errors import WeightsError
+from v2vcli.errors import ConfigError, WeightsError, did_you_mean
+from v2vcli.weights import resolve_weights
 
 __all__ = ["VGG19_LAYERS", "VGG19_LAYER_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "VGG_INPUTS", "VGG19Features",
            "load_vgg19_features", "pool_to_width", "VGGLoss"]
@@ -43,8 +45,6 @@ class VGG19Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from torchvision.models.vgg import cfgs, make_layers
-
         self.features = make_layers(cfgs["E"], batch_norm=False)[:_CUTS[-1]]
         self.requires_grad_(False)
 
@@ -77,8 +77,6 @@ def load_vgg19_features(weights: str | Path | None = None, *, name: str = "vgg19
     ``name`` lets a plugin register another torchvision-format VGG19 file; a missing file is a WeightsError that
     says where to get it.
     """
-    from v2vcli.weights import resolve_weights
-
     path = resolve_weights(name, weights, verify=verify)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -116,8 +114,6 @@ class VGGLoss(nn.Module):
                  input_norm: str = "official") -> None:
         super().__init__()
         if input_norm not in VGG_INPUTS:
-            from v2vcli.errors import ConfigError, did_you_mean
-
             raise ConfigError(f"loss.vgg_input '{input_norm}' is not one of {', '.join(VGG_INPUTS)}"
                               f"{did_you_mean(input_norm, VGG_INPUTS)}")
         self.input_norm = input_norm
