@@ -422,3 +422,58 @@ def test_compile_wraps_the_generator_with_torch_compile(world: dict[str, Path], 
     assert len(calls) == 1
     for a, b in zip(_pngs(tmp_path / "eager"), _pngs(tmp_path / "compiled")):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_the_frame_loop_reads_nothing_back_while_the_generator_runs_ahead(world: dict[str, Path], tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25, shown on the CPU: no host sync in the frame loop. Every read of a tensor's value (item, tolist,
+    bool, float, cpu, numpy) happens while a frame is handed to the writer, and frame t is handed over only after
+    frame t + READ_BEHIND has been queued, so on an accelerator the generator never waits for the device."""
+    import torch
+
+    from v2v_plugins.gan import conditioning
+    from v2v_plugins.synthesize import engine
+    from v2v_plugins.vid2vid.training import Vid2VidFrameGenerator
+
+    events: list[tuple[str, int]] = []
+    reading = [False]
+    # as on an accelerator: the label-id check runs only for CPU tensors (the reader has checked the ids)
+    monkeypatch.setattr(conditioning, "check_label_ids", lambda *a, **k: None)
+    step, read = Vid2VidFrameGenerator.step, engine._PendingFrame.read
+
+    def counted_step(self: Any, *a: Any, **k: Any) -> Any:
+        events.append(("step", 0))
+        return step(self, *a, **k)
+
+    def counted_read(self: Any, *a: Any, **k: Any) -> Any:
+        events.append(("read", self.t))
+        reading[0] = True
+        try:
+            return read(self, *a, **k)
+        finally:
+            reading[0] = False
+
+    def spy(name: str, original: Any) -> Any:
+        def wrapper(self: Any, *a: Any, **k: Any) -> Any:
+            if not reading[0]:
+                events.append(("sync:" + name, 0))
+            return original(self, *a, **k)
+        return wrapper
+
+    monkeypatch.setattr(Vid2VidFrameGenerator, "step", counted_step)
+    monkeypatch.setattr(engine._PendingFrame, "read", counted_read)
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, spy(name, getattr(torch.Tensor, name)))
+    loop_start = len(events)
+    _run(checkpoint=world["run"], labels=world["world"] / "seg" / "world_000", output=tmp_path / "out",
+         format="png", first_frames="empty")
+    monkeypatch.undo()
+    loop = events[loop_start:]
+    first_step = next(i for i, e in enumerate(loop) if e[0] == "step")
+    last_step = max(i for i, e in enumerate(loop) if e[0] == "step")
+    assert not [e for e in loop[first_step:last_step] if e[0].startswith("sync:")], loop
+    steps_before = {t: sum(1 for e in loop[:i] if e[0] == "step") for i, (kind, t) in enumerate(loop) if kind == "read"}
+    T = len(steps_before)
+    assert T == 8 and sorted(steps_before) == list(range(T))
+    for t, n in steps_before.items():
+        assert n >= min(T, t + 1 + engine.READ_BEHIND), (t, n)

@@ -1,5 +1,8 @@
 """`v2v train --gpus N --device cpu` (issue 9): gloo ranks launched through torchrun's elastic agent, through the CLI.
 
+- Each network trains inside torch's DistributedDataParallel (v2vcli/parallel.py). 2 ranks that see the same clip
+  equal 1 process on that clip bit for bit over several steps, through clips of three chunks in which the second
+  temporal D turns on mid-step (its own wrapper, built then).
 - 2 ranks × batch 1 after one step equal 1 process × batch 2: the averaged gradients (Adam's first and second
   moments after step 1) agree to fp32 rounding, and the weights agree except where Adam's first step
   ``lr·g/(|g|+eps)`` turns a gradient at rounding-noise level (e.g. conv biases in front of InstanceNorm, whose
@@ -15,6 +18,7 @@ one thread too.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -139,6 +143,52 @@ def test_two_ranks_batch_one_equal_one_rank_batch_two(ddp: Ddp, tmp_path: Path) 
         total += diff.numel()
         close += int((diff <= 1e-5 + 1e-4 * ref.float().abs()).sum())
     assert close / total > 0.99, close / total
+
+
+def test_two_ranks_on_the_same_clip_equal_one_process_bit_for_bit(tmp_path: Path) -> None:
+    """Several steps with no rounding difference to hide behind: both ranks get the same clip (the second sequence is
+    a copy of the first; full-length clips, no crop or flip), so DDP's average of two equal gradients is that gradient
+    exactly and every step must equal a 1-process run on that sequence. (Batch-coupled rounding makes the
+    2 ranks × b vs 1 × 2b comparison chaotic after the first step: a 1e-7 relative change of the weights moves the
+    second chunk's G gradient of this tiny model by 80%.) 10 generated frames in chunks of 4, 4, 2: D_T0 is active
+    from the first chunk, D_T1 from the second, when the temporal buffer holds 7 frames."""
+    from typer.testing import CliRunner
+
+    from v2v_plugins.world import write_world
+
+    from v2vcli.cli import build_app
+
+    data = write_world(tmp_path / "world", seed=0, size=(32, 32), frames=12, sequences=2, val=0, progress=False)
+    for modality in ("frames", "seg", "inst", "flow"):
+        for src in (data / modality / "world_000").iterdir():
+            shutil.copyfile(src, data / modality / "world_001" / src.name)
+    same = ["--set", "data.n_frames_total=10", "--set", "data.flip=false", "--set", "model.n_scales_temporal=2"]
+    two = tmp_path / "two"
+    res = _run(*_ddp_args(data, two, "--max-steps", 3, *same))
+    assert res.returncode == 0, res.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = CliRunner().invoke(build_app(), [str(a) for a in [
+            "train", "--config", TINY, "--data", data, "--run-dir", tmp_path / "one", "--max-steps", 3, *OPTS, *same]],
+            catch_exceptions=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert one.exit_code == 0, one.output
+    records = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("temporal_active") == [0, 1] for r in records if r.get("stage") == "train"), records
+    for step in (1, 2, 3):
+        wa, wb = _weights(tmp_path / "one", step), _weights(two, step)
+        assert set(wa) == set(wb)
+        for k in wa:
+            assert torch.equal(wa[k], wb[k]), (step, k)
+        sa = load_training_state(tmp_path / "one" / "checkpoints" / f"step_{step:08d}")["model"]["optimizers"]
+        sb = load_training_state(two / "checkpoints" / f"step_{step:08d}")["model"]["optimizers"]
+        assert set(sa) == set(sb) == {"G", "D", "D_T0", "D_T1"}
+        for name in sa:
+            for i, st in sa[name]["state"].items():
+                for key in ("exp_avg", "exp_avg_sq"):
+                    assert torch.equal(st[key], sb[name]["state"][i][key]), (step, name, i, key)
 
 
 def test_two_rank_resume_continues_exactly(ddp: Ddp, tmp_path: Path) -> None:

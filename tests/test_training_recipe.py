@@ -51,7 +51,7 @@ class _Recorder:
         self.calls: list[Any] = []  # GeneratorInput per generated frame
         self.outs: list[Any] = []
         self.steps: list[Any] = []  # optimizer names per optimize() call
-        g_call = model._g_call
+        g_call = model.chunk_generator._call  # the per-frame generator call inside a chunk
         optimize = model.optimize
 
         def record_g(inp: Any) -> Any:
@@ -64,7 +64,7 @@ class _Recorder:
             self.steps.append([names] if isinstance(names, str) else list(names))
             return optimize(names, loss)
 
-        model._g_call = record_g
+        model.chunk_generator.__dict__["_call"] = record_g
         model.optimize = record_opt
 
 
@@ -92,7 +92,7 @@ def test_backpropagated_frames_follow_the_official_schedule() -> None:
     assert backpropagated_frames(4, 5, 10, 5) == 2  # 5 // ceil(5 / 4)
     assert backpropagated_frames(8, 1, 30, 5) == 1
 
-    model = _model("train.frames_per_step=4", "train.max_frames_backpropagate=2", "data.n_frames_total=4")
+    model = _model("train.frames_per_step=4", "model.max_frames_backpropagate=2", "data.n_frames_total=4")
     model.on_epoch(5)  # one niter_step boundary: 2 frames back-propagated
     rec = _Recorder(model)
     model.train_step(_batch(1, 2 + 4))
@@ -102,7 +102,7 @@ def test_backpropagated_frames_follow_the_official_schedule() -> None:
 
 def test_official_window_ends_match_the_official_slicing() -> None:
     """temporal_window_ends against a literal list version of the official get_skipped_frames slicing."""
-    from v2v_plugins.vid2vid.discriminators import TemporalScale, temporal_window_ends
+    from v2v_plugins.gan.discriminators import TemporalScale, temporal_window_ends
 
     def official(buffer_len: int, new: int, s: int, tD: int = 3) -> list[list[int]]:
         frames = list(range(buffer_len))
@@ -123,7 +123,7 @@ def test_official_window_ends_match_the_official_slicing() -> None:
 
 
 def test_temporal_buffer_activates_scales_across_chunks_with_generated_frames_only() -> None:
-    from v2v_plugins.vid2vid import losses as L
+    from v2v_plugins.gan import losses as L
 
     model = _model("model.n_scales_temporal=2", "train.frames_per_step=4", "data.n_frames_total=8")
     rec = _Recorder(model)
@@ -192,7 +192,7 @@ def test_each_spatial_scale_keeps_its_own_history() -> None:
 
 
 def test_empty_history_shows_raw_frames_to_the_discriminator() -> None:
-    from v2v_plugins.vid2vid import losses as L
+    from v2v_plugins.gan import losses as L
 
     model = _model("model.history=empty", "train.frames_per_step=2", "data.n_frames_total=3")
     raws: list[Any] = []

@@ -5,25 +5,30 @@ A model class registered through ``v2v_register_models`` subclasses :class:`Vide
 
 1. ``Model(cfg, label_set, device)`` builds what synthesis needs: the generator ``networks()["G"]``.
 2. ``setup_training()`` adds what training needs (:meth:`VideoModel.build_training`: discriminators, losses),
-   then one Adam per entry of :meth:`VideoModel.optimizer_params`, a linear-decay LR schedule for every optimizer,
-   the EMA copy of G and the fp16 grad scaler.
+   then the optimizers (:class:`~v2vcli.optim.Optimizers`: one Adam per entry of
+   :meth:`VideoModel.optimizer_params`, linear-decay LR schedules, the guarded step) and the EMA copy of G
+   (:mod:`v2vcli.ema`).
 3. The trainer calls ``start_epoch(epoch)`` at each epoch start (LR schedule, frozen scales) and
    ``train_step(batch)`` per batch; the step generates frames, computes named losses and steps its optimizers
-   through :meth:`VideoModel.optimize` (NaN/inf guard, gradients averaged over the ranks of a distributed run,
-   grad clipping, GradScaler), then the trainer calls ``ema_update()``. In a distributed run every rank starts
-   from rank 0's networks (:meth:`VideoModel.sync_networks`), so the ranks stay identical.
+   through :meth:`VideoModel.optimize` (NaN/inf guard, grad clipping, fp16 loss scale), then the trainer calls
+   ``ema_update()``. In a distributed run the step runs each trained network's forward through
+   ``self.data_parallel(name, module)`` (:mod:`v2vcli.parallel`: torch's DistributedDataParallel, which averages
+   the gradients over the ranks during backward); every rank starts from rank 0's networks
+   (:meth:`VideoModel.sync_networks`), so the ranks stay identical.
 4. Checkpoints: ``weights()`` / ``load_weights()`` (every network under its name, EMA as ``G_ema``) and
-   ``training_state()`` / ``load_training_state()`` (optimizers, schedulers, scaler, EMA count).
+   ``training_state()`` / ``load_training_state()`` (optimizers, schedulers, scaler, EMA count); the state dict
+   helpers are in :mod:`v2vcli.model_state`.
+
+Registering a model imports the module that defines it, and registration must not import torch (``v2v --help``
+stays fast): this module and :mod:`v2vcli.optim` import torch, and the torch-using collaborators
+(:mod:`v2vcli.parallel`, :mod:`v2vcli.ema`, :mod:`v2vcli.model_state`), inside the methods that need them.
 5. Synthesis: ``frame_generator()`` returns a :class:`FrameGenerator` that makes one frame at a time with a
    sliding history, using ``eval_generator()`` (the EMA of G when there is one).
-
-torch is imported inside functions: a plugin module defining a subclass stays light to import.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -31,10 +36,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from v2vcli.errors import CheckpointError, V2VError
+from v2vcli.optim import StepFlag, linear_decay
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from v2vcli.optim import Optimizers
+    from v2vcli.parallel import DataParallel
 
     from v2vcli.config import V2VConfig
     from v2vcli.data.clips import ClipBatch
@@ -49,7 +58,6 @@ __all__ = [
     "FrameGenerator",
     "VideoModel",
     "linear_decay",
-    "colorize_inputs",
     "load_model_for_inference",
 ]
 
@@ -83,20 +91,6 @@ def check_finite_weights(model: VideoModel, step: int, last_saved: Any = None) -
         raise TrainingError(f"training stopped at step {step}: the weights of {', '.join(broken)} are no longer "
                             f"finite (NaN or Inf); lower optim.lr, set optim.grad_clip or use --precision fp32"
                             f"{where}")
-
-
-class StepFlag:
-    """Whether :meth:`VideoModel.optimize` stepped, decided on the device: ``bool(flag)`` reads it, which waits
-    for the device (call it once the step's work is queued, e.g. with the step's logged values)."""
-
-    def __init__(self, ok: Any) -> None:
-        self._ok = ok  # a bool, or a 0-dim bool tensor
-
-    def __bool__(self) -> bool:
-        return self._ok if isinstance(self._ok, bool) else bool(self._ok.item())
-
-    def __repr__(self) -> str:
-        return f"StepFlag({self._ok!r})"
 
 
 @dataclass
@@ -148,74 +142,6 @@ class FrameGenerator(ABC):
         return self.step(inputs, real).frame
 
 
-def _fused_devices() -> list[str]:
-    """Device types with fused Adam kernels (torch's own list; empty on old releases)."""
-    try:
-        from torch.optim.optimizer import _get_fused_kernels_supported_devices
-
-        return list(_get_fused_kernels_supported_devices())
-    except ImportError:  # pragma: no cover - torch < 2.4
-        return []
-
-
-def linear_decay(niter: int, niter_decay: int) -> Any:
-    """LR factor of the 0-based ``epoch``, as the official vid2vid (train.py + ``update_learning_rate``): epochs
-    0..niter run at 1 (the official 1-based epochs 1..niter+1, the decay being applied at the *end* of an epoch
-    > niter), then epoch e runs at 1 − (e − niter)/niter_decay. With niter 10 + niter_decay 10: the 12th epoch
-    runs at 0.9, the 20th (last) at 0.1."""
-
-    def factor(epoch: int) -> float:
-        if epoch <= niter or niter_decay <= 0:
-            return 1.0
-        return max(0.0, 1.0 - (epoch - niter) / float(niter_decay))
-
-    return factor
-
-
-def colorize_inputs(inputs: Mapping[str, Any], label_set: LabelSet | None = None) -> torch.Tensor:
-    """A picture of the conditioning for samples: (..., 3, H, W) float in [-1, 1].
-
-    seg through the label set's palette, else the first of pose/densepose (RGB), edges or edge_dist (grey);
-    instance boundaries drawn white on top.
-    """
-    import numpy as np
-    import torch
-
-    picture: torch.Tensor | None = None
-    if "seg" in inputs and label_set is not None:
-        seg = inputs["seg"].long().clamp(0, 255)
-        pal = torch.from_numpy(np.asarray(label_set.palette(), dtype=np.float32)).to(seg.device)
-        picture = pal[seg].movedim(-1, -3) / 127.5 - 1.0
-    else:
-        for m in ("pose", "densepose"):
-            if m in inputs:
-                x = inputs[m]
-                picture = x.float() / 127.5 - 1.0 if not x.is_floating_point() else x.float()
-                break
-        if picture is None:
-            for m in ("edges", "edge_dist", "seg"):
-                if m in inputs:
-                    x = inputs[m].float()
-                    if m == "seg":
-                        x = x / max(float(x.max()), 1.0) * 255.0
-                    if m == "edge_dist":
-                        x = x.amax(dim=-3) * 255.0
-                    grey = x / 127.5 - 1.0
-                    picture = grey.unsqueeze(-3).expand(*grey.shape[:-2], 3, *grey.shape[-2:])
-                    break
-    if picture is None:
-        raise ValueError(f"no modality to draw among {sorted(inputs)}")
-    if "inst" in inputs:
-        ids = inputs["inst"]
-        edge = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
-        dx = ids[..., :, 1:] != ids[..., :, :-1]
-        dy = ids[..., 1:, :] != ids[..., :-1, :]
-        edge[..., :, 1:] |= dx
-        edge[..., 1:, :] |= dy
-        picture = torch.where(edge.unsqueeze(-3), torch.ones_like(picture), picture)
-    return picture.contiguous()
-
-
 class VideoModel(ABC):
     """Base class of trainable video models; see the module docstring for the life cycle.
 
@@ -242,9 +168,10 @@ class VideoModel(ABC):
         self.precision = cfg.train.precision
         self.ema: nn.Module | None = None
         self.ema_updates = 0
-        self._optimizers: dict[str, torch.optim.Optimizer] = {}
-        self._schedulers: dict[str, Any] = {}
-        self._scaler: Any = None
+        from v2vcli.parallel import DataParallel
+
+        self.optim: Optimizers | None = None  # made by setup_training()
+        self.data_parallel: DataParallel = DataParallel(self.device)
         self._visuals: dict[str, torch.Tensor] = {}
         self.training_ready = False
 
@@ -342,24 +269,13 @@ class VideoModel(ABC):
 
     # -- provided: training machinery ------------------------------------------------------------------------------
     def setup_training(self) -> None:
-        """Build training parts, one Adam per :meth:`optimizer_params` entry, schedules, EMA and grad scaler."""
-        import torch
+        """Build training parts, the :class:`~v2vcli.optim.Optimizers` over :meth:`optimizer_params`, and the EMA."""
+        from v2vcli.optim import Optimizers
 
         if self.training_ready:
             return
         self.build_training()
-        o = self.cfg.optim
-        decay = linear_decay(o.niter, o.niter_decay)
-        for name, params in self.optimizer_params().items():
-            if not params:
-                continue
-            # fused Adam takes a device-side "found inf" flag and skips the update on the device (optimize()):
-            # the NaN/inf guard then needs no host sync in the middle of a step
-            fused = all(p.device.type in _fused_devices() and p.is_floating_point() for p in params)
-            opt = torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), fused=fused or None)
-            self._optimizers[name] = opt
-            self._schedulers[name] = torch.optim.lr_scheduler.LambdaLR(opt, decay)
-        self._scaler = torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
+        self.optim = Optimizers(self.optimizer_params(), self.cfg.optim, self.device, self.precision)
         self.sync_networks()
         self.reset_ema()
         self.train(True)
@@ -373,175 +289,74 @@ class VideoModel(ABC):
             for net in self.networks().values():
                 broadcast_module_(net)
 
+    def _optim(self) -> Optimizers:
+        if self.optim is None:
+            raise TrainingError("call setup_training() before training")
+        return self.optim
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return dict(self._optimizers)
+        return dict(self._optim().optimizers)
 
     def schedulers(self) -> dict[str, Any]:
-        return dict(self._schedulers)
+        return dict(self._optim().schedulers)
 
     def learning_rates(self) -> dict[str, float]:
-        return {name: float(opt.param_groups[0]["lr"]) for name, opt in self._optimizers.items()}
+        return self._optim().learning_rates()
 
     def start_epoch(self, epoch: int) -> None:
         """Bring every LR schedule to ``epoch`` (each scheduler step is one epoch), then :meth:`on_epoch`."""
-        for sched in self._schedulers.values():
-            while sched.last_epoch < epoch:
-                sched.step()
+        self._optim().start_epoch(epoch)
         self.on_epoch(epoch)
 
     def zero_grad(self, names: Sequence[str]) -> None:
-        for n in names:
-            self._optimizers[n].zero_grad(set_to_none=True)
+        self._optim().zero_grad(names)
 
     def optimize(self, names: str | Sequence[str], loss: torch.Tensor) -> StepFlag:
         """Backward ``loss`` and step the optimizers ``names``; the returned flag is false (nothing stepped) when
-        the loss or, with clipping, the gradient norm was not finite.
+        the loss or a gradient was not finite.
 
-        The guard runs on the device: fused Adam gets the "found inf" flag and leaves parameters, moments and step
-        counts alone when it is set, so a step makes no host sync until its caller reads the flag (or its logged
-        values) at the end. Where fused Adam is unavailable the flag is read before stepping. In a distributed run
-        the gradients are averaged over the ranks first (:meth:`average_gradients`; every rank must call
-        ``optimize`` with the same ``names``), and a non-finite loss on any rank skips the step on all of them.
-        Gradients are clipped to ``optim.grad_clip`` (per optimizer, 0 = off); fp16 goes through the GradScaler,
-        which skips steps with overflowing gradients itself.
+        The guard runs on the device (:class:`~v2vcli.optim.Optimizers`), so a step makes no host sync until its
+        caller reads the flag (or its logged values) at the end. In a distributed run the gradients are averaged
+        during backward by the DDP wrappers the forward ran through (:attr:`data_parallel`); every rank must call
+        ``optimize`` with the same ``names``, and a non-finite loss on any rank skips the step on all of them (its
+        NaN gradients reach every rank through the average). Gradients are clipped to ``optim.grad_clip`` (per
+        optimizer, 0 = off); fp16 goes through a dynamic loss scale.
         """
-        import torch
-
-        from v2vcli.distributed import is_distributed
-
-        names = [names] if isinstance(names, str) else [n for n in names if n in self._optimizers]
+        opt = self._optim()
+        names = [names] if isinstance(names, str) else list(names)
+        names = [n for n in names if n in opt.optimizers]
         if not names:
             return StepFlag(True)
-        scaler = self._scaler
-        finite = torch.isfinite(loss.detach()).all()  # (0-dim bool, on the device)
-        self.zero_grad(names)
-        scaler.scale(loss).backward()  # a non-finite loss gives non-finite gradients, which are not applied
-        if is_distributed():
-            if not self.average_gradients(names, finite):
-                self.zero_grad(names)
-                return StepFlag(False)
-            finite = torch.ones((), dtype=torch.bool, device=loss.device)
-        clip = float(self.cfg.optim.grad_clip)
+        opt.backward(names, loss)
+        params = opt.params(names)
         for n in names:
-            opt = self._optimizers[n]
-            if scaler.is_enabled():
-                scaler.unscale_(opt)
-            if clip > 0:
-                params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-                norm = torch.nn.utils.clip_grad_norm_(params, clip)
-                if not scaler.is_enabled():
-                    finite = finite & torch.isfinite(norm)
-        if scaler.is_enabled():  # the scaler finds overflows (a non-finite loss included) and skips by itself
-            for n in names:
-                scaler.step(self._optimizers[n])
-            scaler.update()
-            self.zero_grad(names)
-            return StepFlag(True)
-        fused = all(opt.defaults.get("fused") for opt in (self._optimizers[n] for n in names))
-        if not fused and not bool(finite):  # host check: the only way to skip an unfused step
-            self.zero_grad(names)
-            return StepFlag(False)
-        found_inf = (~finite).float()
-        for n in names:
-            opt = self._optimizers[n]
-            if fused:
-                opt.found_inf = found_inf  # type: ignore[attr-defined]
-            try:
-                opt.step()
-            finally:
-                if fused:
-                    del opt.found_inf  # type: ignore[attr-defined]
-        self.zero_grad(names)
-        return StepFlag(finite if fused else True)
-
-    def average_gradients(self, names: Sequence[str], finite: Any = True,
-                          bucket_elements: int = 1 << 25) -> bool:
-        """Average the gradients of optimizers ``names`` over all ranks (the data-parallel step); False if any
-        rank's loss was not finite (then every rank skips the step, so they stay in lockstep).
-
-        Gradients travel in flat buckets of at most ``bucket_elements`` values with one extra slot per parameter
-        saying whether any rank has a gradient for it (a parameter no rank used keeps ``None``, as with DDP's
-        unused parameters, and Adam leaves it alone). Only the optimizers being stepped take part, so each
-        temporal discriminator is synchronised only on the steps where its scale is active.
-        """
-        import torch
-
-        from v2vcli.distributed import all_reduce_, get_world_size
-
-        world = get_world_size()
-        seen: set[int] = set()
-        params: list[torch.Tensor] = []
-        n: str | int  # an optimizer name here, a parameter's size in the buckets below
-        for n in names:
-            for group in self._optimizers[n].param_groups:
-                for p in group["params"]:
-                    if p.requires_grad and id(p) not in seen:
-                        seen.add(id(p))
-                        params.append(p)
-        if isinstance(finite, torch.Tensor):
-            bad = (~finite.reshape(1)).float().to(self.device)
-        else:
-            bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
-        if not params:
-            return float(all_reduce_(bad)[0]) == 0.0
-        buckets: list[list[torch.Tensor]] = [[]]
-        size = 0
-        for p in params:
-            if buckets[-1] and size + p.numel() > bucket_elements:
-                buckets.append([])
-                size = 0
-            buckets[-1].append(p)
-            size += p.numel()
-        for i, bucket in enumerate(buckets):
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in bucket]
-            flags = torch.tensor([float(p.grad is not None) for p in bucket], device=self.device)
-            parts = [g.reshape(-1).float() for g in grads] + [flags] + ([bad] if i == 0 else [])
-            flat = all_reduce_(torch.cat(parts))
-            offset = 0
-            used = flat[-len(bucket) - (1 if i == 0 else 0):][:len(bucket)].tolist()
-            for p, g, u in zip(bucket, grads, used):
-                n = p.numel()
-                p.grad = (flat[offset:offset + n].view_as(p) / world).to(g.dtype) if u > 0 else None
-                offset += n
-            if i == 0:
-                bad = flat[offset + len(bucket):offset + len(bucket) + 1]
-        return float(bad[0]) == 0.0
+            self.data_parallel.check(opt.params([n]), n)
+        flag = opt.step(names)
+        self.data_parallel.stepped(params)
+        return flag
 
     # -- EMA -------------------------------------------------------------------------------------------------------
     def reset_ema(self) -> None:
         """The EMA starts as a copy of G (after ``--init-from`` loading, so it starts from the loaded weights)."""
-        import torch
+        from v2vcli.ema import ema_copy
 
-        if float(self.cfg.optim.ema_beta) <= 0:
-            self.ema = None
-            return
-        self.ema = copy.deepcopy(self.generator).eval()
-        self.ema.requires_grad_(False)
+        self.ema = ema_copy(self.generator) if float(self.cfg.optim.ema_beta) > 0 else None
         self.ema_updates = 0
-        with torch.no_grad():
-            for p in self.ema.parameters():
-                p.detach_()
 
     @property
     def ema_beta(self) -> float:
-        """optim.ema_beta, warmed up as min(β, (1 + n)/(10 + n)) so short runs are not dominated by the init."""
-        beta = float(self.cfg.optim.ema_beta)
-        n = self.ema_updates
-        return min(beta, (1.0 + n) / (10.0 + n))
+        """optim.ema_beta, warmed up (:func:`~v2vcli.ema.warmed_up_beta`)."""
+        from v2vcli.ema import warmed_up_beta
+
+        return warmed_up_beta(float(self.cfg.optim.ema_beta), self.ema_updates)
 
     def ema_update(self) -> None:
         """ema ← β·ema + (1-β)·G for parameters; buffers (e.g. BatchNorm statistics) copied."""
-        import torch
+        from v2vcli.ema import ema_update_
 
         if self.ema is None:
             return
-        beta = self.ema_beta
-        e: torch.Tensor  # a parameter, then a buffer
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.generator.parameters()):
-                e.lerp_(p.detach(), 1.0 - beta)
-            for e, b in zip(self.ema.buffers(), self.generator.buffers()):
-                e.copy_(b)
+        ema_update_(self.ema, self.generator, self.ema_beta)
         self.ema_updates += 1
 
     # -- visuals ---------------------------------------------------------------------------------------------------
@@ -556,14 +371,12 @@ class VideoModel(ABC):
     # -- checkpoints -----------------------------------------------------------------------------------------------
     def weights(self) -> dict[str, torch.Tensor]:
         """Every network's state under ``<name>.`` (and the EMA under ``G_ema.``)."""
-        out: dict[str, torch.Tensor] = {}
+        from v2vcli.model_state import network_weights
+
         nets = dict(self.networks())
         if self.ema is not None:
             nets["G_ema"] = self.ema
-        for name, net in nets.items():
-            for key, value in net.state_dict().items():
-                out[f"{name}.{key}"] = value
-        return out
+        return network_weights(nets)
 
     def load_weights(self, weights: Mapping[str, Any], *, networks: Sequence[str] | None = None,
                      strict: bool = True) -> list[str]:
@@ -573,82 +386,29 @@ class VideoModel(ABC):
         A checkpoint with ``G_ema`` gives this model an EMA generator even outside training.
         """
         from v2vcli.checkpoint import split_networks
+        from v2vcli.ema import ema_copy
+        from v2vcli.model_state import load_network_weights
 
         parts = split_networks(dict(weights))
         nets = dict(self.networks())
         if "G_ema" in parts and (networks is None or "G_ema" in networks):
             if self.ema is None:
-                self.ema = copy.deepcopy(self.generator).eval()
-                self.ema.requires_grad_(False)
+                self.ema = ema_copy(self.generator)
             nets["G_ema"] = self.ema
-        wanted = list(networks) if networks is not None else [n for n in nets if n in parts]
-        loaded = []
-        for name in wanted:
-            if name not in nets:
-                raise CheckpointError(f"model '{self.name}' has no network '{name}' (it has "
-                                      f"{', '.join(sorted(nets))})")
-            if name not in parts:
-                if strict:
-                    raise CheckpointError(f"the checkpoint has no weights for network '{name}' (it has "
-                                          f"{', '.join(sorted(parts))})")
-                continue
-            _load_state(nets[name], parts[name], name, strict)
-            loaded.append(name)
+        loaded = load_network_weights(nets, parts, networks, strict, model=self.name)
         if self.ema is not None and "G" in loaded and "G_ema" not in parts:
             self.ema.load_state_dict(self.generator.state_dict())
         return loaded
 
     def training_state(self) -> dict[str, Any]:
-        """Optimizers, schedulers, grad scaler, EMA count and :meth:`extra_training_state` (tensors-only)."""
-        return {
-            "optimizers": {n: o.state_dict() for n, o in self._optimizers.items()},
-            "schedulers": {n: s.state_dict() for n, s in self._schedulers.items()},
-            "scaler": self._scaler.state_dict() if self._scaler is not None else {},
-            "ema_updates": int(self.ema_updates),
-            "model": self.extra_training_state(),
-        }
+        """Optimizers, schedulers, loss scaler, EMA count and :meth:`extra_training_state` (tensors-only)."""
+        return {**self._optim().state_dict(), "ema_updates": int(self.ema_updates),
+                "model": self.extra_training_state()}
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
-        opts = state.get("optimizers", {})
-        missing = sorted(set(self._optimizers) - set(opts))
-        if missing:
-            raise CheckpointError(f"the training state has no optimizer for {', '.join(missing)}; it was written by a "
-                                  f"differently configured model: start a new run or use --init-from")
-        try:
-            for n, opt in self._optimizers.items():
-                opt.load_state_dict(opts[n])
-            for n, sched in self._schedulers.items():
-                if n in state.get("schedulers", {}):
-                    sched.load_state_dict(state["schedulers"][n])
-        except (ValueError, KeyError, RuntimeError) as exc:
-            first = (str(exc).splitlines() or [""])[0]
-            raise CheckpointError(f"the training state does not fit this model ({first}); start a new run or use "
-                                  f"--init-from") from exc
-        if self._scaler is not None and state.get("scaler"):
-            self._scaler.load_state_dict(state["scaler"])
+        self._optim().load_state_dict(state)
         self.ema_updates = int(state.get("ema_updates", 0))
         self.load_extra_training_state(dict(state.get("model", {})))
-
-
-def _load_state(net: nn.Module, state: dict[str, Any], name: str, strict: bool) -> None:
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    if strict and (missing or unexpected or shape):
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. '{missing[0]}')")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. '{unexpected[0]}')")
-        if shape:
-            k = shape[0]
-            parts.append(f"{len(shape)} of another shape (e.g. '{k}' {tuple(state[k].shape)} vs "
-                         f"{tuple(own[k].shape)})")
-        raise CheckpointError(f"network '{name}' does not fit the checkpoint: {'; '.join(parts)}; the checkpoint was "
-                              f"trained with another model config")
-    usable = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-    net.load_state_dict(usable, strict=False)
 
 
 def load_model_for_inference(checkpoint: Any, device: Any = "cpu",

@@ -28,7 +28,7 @@ from v2vcli.errors import CheckpointError, ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FORMATS", "MARKER", "OTHER_VIDEO_SUFFIXES", "STALE_SECONDS", "FrameSink", "Mp4Sink", "PngSink", "check_finite",
+__all__ = ["FORMATS", "MARKER", "OTHER_VIDEO_SUFFIXES", "STALE_SECONDS", "FrameSink", "Mp4Sink", "PngSink", "check_finite", "non_finite_error",
            "check_replaceable", "open_sink", "output_paths", "preview_path", "remove_stale_temps"]
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,13 @@ def check_finite(frames: Any, what: str) -> None:
     import torch
 
     if not bool(torch.isfinite(frames).all()):
-        raise CheckpointError(f"the model produced non-finite values (NaN or Inf) for {what}; its weights are broken "
-                         f"(e.g. a diverged training run): use an earlier checkpoint or retrain")
+        raise non_finite_error(what)
+
+
+def non_finite_error(what: str) -> CheckpointError:
+    """The error for generated frames holding NaN or Inf."""
+    return CheckpointError(f"the model produced non-finite values (NaN or Inf) for {what}; its weights are broken "
+                           f"(e.g. a diverged training run): use an earlier checkpoint or retrain")
 
 
 def check_replaceable(path: Path, fmt: Format, overwrite: bool = False) -> None:

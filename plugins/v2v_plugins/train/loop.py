@@ -26,9 +26,9 @@ Several processes (``v2v train --gpus N`` launches them through torchrun's elast
 
 Every rank joins the process group (NCCL on CUDA, gloo on CPU), starts from rank 0's networks, takes its slice of
 each global batch (the sampler shards by rank, so N ranks × batch b see what one process × batch N·b sees and
-resume is exact), seeds its RNGs with ``seed + rank`` and averages gradients per optimizer before each step
-(:meth:`~v2vcli.model.VideoModel.average_gradients`), so all ranks hold the same weights; clip lengths and stop
-signals are agreed on every step. Only rank 0 logs, writes samples, validates and writes checkpoints (with every
+resume is exact), seeds its RNGs with ``seed + rank`` and runs each trained network through torch's
+DistributedDataParallel (:mod:`v2vcli.parallel`), which averages its gradients during backward, so all ranks hold the
+same weights; clip lengths and stop signals are agreed on every step. Only rank 0 logs, writes samples, validates and writes checkpoints (with every
 rank's RNG state). After an elastic restart (``--max-restarts``) the workers resume from the last checkpoint.
 """
 
@@ -47,7 +47,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from v2vcli.errors import ConfigError, DatasetError, DeviceError, V2VError
+from v2vcli.errors import ConfigError, DatasetError, V2VError
+from v2vcli.runtime import resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from v2vcli.config import V2VConfig
     from v2vcli.model import VideoModel
 
-__all__ = ["TrainResult", "LoopState", "resolve_device", "train", "training_plan", "clip_schedule",
+__all__ = ["TrainResult", "LoopState", "train", "training_plan", "clip_schedule",
            "check_training_config", "config_history_frames", "rng_state", "set_rng_state"]
 
 log = logging.getLogger(__name__)
@@ -90,27 +91,6 @@ def check_sync_batch_norm(cfg: V2VConfig, device_type: str, world_size: int) -> 
     if getattr(cfg.model, "norm", None) == "syncbatch" and device_type == "cpu" and world_size > 1:
         raise ConfigError(f"model.norm=syncbatch needs CUDA with {world_size} ranks (torch's SyncBatchNorm does not "
                           f"synchronise CPU tensors); use model.norm=batch or instance on CPU ranks")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available else CPU; ``cuda`` without CUDA is a :class:`DeviceError`."""
-    import torch
-
-    from v2vcli.distributed import get_local_rank
-
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name}: CUDA is not available (torch {torch.__version__} sees no GPU); "
-                              f"use --device cpu")
-        if name == "cuda":
-            return torch.device("cuda", get_local_rank() % max(1, torch.cuda.device_count()))
-        return torch.device(name)
-    raise DeviceError(f"unknown device '{name}'; use cpu, cuda or auto")
 
 
 # -- RNG states (tensors and plain values only: the training state loads with weights_only=True) ------------------
