@@ -10,6 +10,7 @@ DATASET/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,10 @@ class LabelSet:
             raise DatasetError(f"malformed label set ({exc}); expected {{name, classes: [{{id, name, color}}]}}") from exc
 
 
-# Cityscapes label ids with their official names and colours (cityscapesScripts, MIT). The official "license
-# plate" (id -1) takes id 34, giving the 35 classes (label_nc) of vid2vid's street presets.
+# Cityscapes labelIds (the ids of ``*_gtFine_labelIds.png`` that vid2vid's street models are trained on) with
+# cityscapesScripts' names and colours (MIT). The official "license plate" (id -1, which uint8 cannot hold) takes
+# id 34, giving the 35 classes (label_nc) of vid2vid's street presets. 0 "unlabeled" is the ignored id, as in
+# cityscapesScripts' evaluation.
 CITYSCAPES_CLASSES: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
     (0, "unlabeled", (0, 0, 0)), (1, "ego vehicle", (0, 0, 0)), (2, "rectification border", (0, 0, 0)),
     (3, "out of roi", (0, 0, 0)), (4, "static", (0, 0, 0)), (5, "dynamic", (111, 74, 0)),
@@ -120,17 +123,27 @@ CITYSCAPES_CLASSES: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
 
 
 def cityscapes_label_set() -> LabelSet:
-    """The 35 Cityscapes label ids (0..34) with names and colours."""
-    return LabelSet("cityscapes", [LabelClass(i, name, color) for i, name, color in CITYSCAPES_CLASSES])
+    """The 35 Cityscapes labelIds (0..34, label_nc 35) with cityscapesScripts' names and colours; ignores 0."""
+    return LabelSet("cityscapes", [LabelClass(i, name, color) for i, name, color in CITYSCAPES_CLASSES], ignore_id=0)
 
 
-def generic_label_set(num_classes: int, name: str = "generic") -> LabelSet:
-    """Ids 0..num_classes-1 named ``class_<id>`` with distinct preview colours."""
+def generic_label_set(classes: int | Sequence[str], name: str = "generic",
+                      colors: Sequence[tuple[int, int, int] | None] | None = None,
+                      ignore_id: int | None = None) -> LabelSet:
+    """Ids 0..N-1 for labels without a published table: ``classes`` is N (named ``class_<id>``) or the names in id
+    order; colours come from ``colors`` where given, else the preview palette."""
     from v2vcli.io.preview import label_palette
 
+    names = [f"class_{i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
+    if len(names) > 256:
+        raise ValueError(f"{len(names)} classes do not fit 8-bit label ids")
     pal = label_palette(256)
-    return LabelSet(name, [LabelClass(i, f"class_{i}", tuple(int(v) for v in pal[i % 256]))  # type: ignore[arg-type]
-                           for i in range(num_classes)])
+    given = list(colors or [])
+    table = []
+    for i, cname in enumerate(names):
+        color = given[i] if i < len(given) and given[i] is not None else pal[i]
+        table.append(LabelClass(i, cname, (int(color[0]), int(color[1]), int(color[2]))))  # type: ignore[index]
+    return LabelSet(name, table, ignore_id)
 
 
 class Dataset:

@@ -102,14 +102,16 @@ def choose_label_set(classes: ModelClasses) -> LabelSet:
     if _known(names, labelsets.class_lookup(city)):
         return city
     ordered: list[str] = []
-    colors: list[tuple[int, int, int]] = []
+    colors: list[tuple[int, int, int] | None] = []
     for group, group_colors in ((classes.thing_classes, classes.thing_colors),
                                 (classes.stuff_classes, classes.stuff_colors)):
         for i, name in enumerate(group):
             if name.lower() != "things" and name not in ordered:
                 ordered.append(name)
-                colors.append(group_colors[i] if i < len(group_colors) else labelsets._color(len(ordered)))
-    return labelsets.generic_label_set(classes.dataset or "detectron2", ordered, colors)
+                colors.append(group_colors[i] if i < len(group_colors) else None)
+    # id 0 unlabeled (ignored), then the model's classes in order
+    return labelsets.generic_label_set(["unlabeled", *ordered], classes.dataset or "detectron2", [(0, 0, 0), *colors],
+                                       ignore_id=0)
 
 
 class Detectron2Converter:

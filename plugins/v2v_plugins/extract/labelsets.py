@@ -7,19 +7,18 @@ what a pixel no segment covers gets), 1..80 = the things and 81..133 = the stuff
 records each class's COCO id in meta/seg.json (``coco_ids``). Stuff names are the short ones detectron2 shows
 (``wall-other-merged`` → ``wall``), so configs can name them; :func:`class_lookup` accepts both spellings.
 
-Cityscapes. Cityscapes' ``labelIds`` 0..33 (the ids of ``*_gtFine_labelIds.png`` that vid2vid's street models
-are trained on) with cityscapesScripts' names and colours. ``license plate`` has id -1 there, which uint8 cannot
-hold; v2v gives it 34 so ``label_nc`` = 35 as in vid2vid's street presets. Models trained on Cityscapes predict
-``trainIds`` (19 classes); :data:`CITYSCAPES_TRAIN_TO_LABEL_ID` maps them back.
+Cityscapes and generic label sets are core's (:mod:`v2vcli.data.layout`, shared with ``v2v dataset
+import-vid2vid``): labelIds 0..34 with 0 ``unlabeled`` ignored. Models trained on Cityscapes predict ``trainIds``
+(19 classes); :data:`CITYSCAPES_TRAIN_TO_LABEL_ID` maps them back.
 """
 
 from __future__ import annotations
 
-from v2vcli.data.layout import LabelClass, LabelSet
+from v2vcli.data.layout import LabelClass, LabelSet, cityscapes_label_set, generic_label_set
 
 __all__ = [
     "COCO_PANOPTIC_CATEGORIES",
-    "CITYSCAPES_LABELS",
+    "CITYSCAPES_TRAIN_CLASSES",
     "CITYSCAPES_TRAIN_TO_LABEL_ID",
     "coco_panoptic_label_set",
     "cityscapes_label_set",
@@ -82,24 +81,12 @@ COCO_PANOPTIC_CATEGORIES: tuple[tuple[int, int, str, tuple[int, int, int]], ...]
     (199, 0, "wall-other-merged", (102, 102, 156)), (200, 0, "rug-merged", (250, 141, 255)),
 )
 
-# (labelId, name, colour, trainId or None): cityscapesScripts' labels, license plate moved from -1 to 34.
-CITYSCAPES_LABELS: tuple[tuple[int, str, tuple[int, int, int], int | None], ...] = (
-    (0, "unlabeled", (0, 0, 0), None), (1, "ego vehicle", (0, 0, 0), None),
-    (2, "rectification border", (0, 0, 0), None), (3, "out of roi", (0, 0, 0), None), (4, "static", (0, 0, 0), None),
-    (5, "dynamic", (111, 74, 0), None), (6, "ground", (81, 0, 81), None), (7, "road", (128, 64, 128), 0),
-    (8, "sidewalk", (244, 35, 232), 1), (9, "parking", (250, 170, 160), None), (10, "rail track", (230, 150, 140), None),
-    (11, "building", (70, 70, 70), 2), (12, "wall", (102, 102, 156), 3), (13, "fence", (190, 153, 153), 4),
-    (14, "guard rail", (180, 165, 180), None), (15, "bridge", (150, 100, 100), None),
-    (16, "tunnel", (150, 120, 90), None), (17, "pole", (153, 153, 153), 5), (18, "polegroup", (153, 153, 153), None),
-    (19, "traffic light", (250, 170, 30), 6), (20, "traffic sign", (220, 220, 0), 7),
-    (21, "vegetation", (107, 142, 35), 8), (22, "terrain", (152, 251, 152), 9), (23, "sky", (70, 130, 180), 10),
-    (24, "person", (220, 20, 60), 11), (25, "rider", (255, 0, 0), 12), (26, "car", (0, 0, 142), 13),
-    (27, "truck", (0, 0, 70), 14), (28, "bus", (0, 60, 100), 15), (29, "caravan", (0, 0, 90), None),
-    (30, "trailer", (0, 0, 110), None), (31, "train", (0, 80, 100), 16), (32, "motorcycle", (0, 0, 230), 17),
-    (33, "bicycle", (119, 11, 32), 18), (34, "license plate", (0, 0, 142), None),
-)
-
-CITYSCAPES_TRAIN_TO_LABEL_ID: dict[int, int] = {t: i for i, _, _, t in CITYSCAPES_LABELS if t is not None}
+# The 19 Cityscapes classes models predict, in trainId order (cityscapesScripts).
+CITYSCAPES_TRAIN_CLASSES: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation", "terrain",
+    "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+CITYSCAPES_TRAIN_TO_LABEL_ID: dict[int, int] = {t: cityscapes_label_set().id_of(name)
+                                                for t, name in enumerate(CITYSCAPES_TRAIN_CLASSES)}
 CITYSCAPES_THINGS: tuple[str, ...] = ("person", "rider", "car", "truck", "bus", "caravan", "trailer", "train",
                                       "motorcycle", "bicycle")
 
@@ -126,12 +113,6 @@ def coco_ids() -> dict[str, int]:
     return {short_coco_name(name): cid for cid, _, name, _ in COCO_PANOPTIC_CATEGORIES}
 
 
-def cityscapes_label_set() -> LabelSet:
-    """Cityscapes labelIds 0..33 + license plate 34 (label_nc 35), cityscapesScripts' colours."""
-    return LabelSet("cityscapes", [LabelClass(i, name, color) for i, name, color, _ in CITYSCAPES_LABELS],
-                    ignore_id=0)
-
-
 def person_label_set() -> LabelSet:
     """Person/background: the label set of the ``selfie`` backend."""
     return LabelSet("person", [LabelClass(0, "background", (0, 0, 0)), LabelClass(1, "person", (220, 20, 60))],
@@ -148,28 +129,3 @@ def class_lookup(label_set: LabelSet) -> dict[str, int]:
         for _, _, name, _ in COCO_PANOPTIC_CATEGORIES:
             table[name.lower()] = ids[short_coco_name(name)]
     return table
-
-
-def _color(i: int) -> tuple[int, int, int]:
-    """A deterministic distinct-ish colour for class ``i`` of a label set without published colours."""
-    # Bit-reversal spreading as in the PASCAL VOC palette: neighbouring ids get very different colours.
-    r = g = b = 0
-    c = i
-    for j in range(8):
-        r |= ((c >> 0) & 1) << (7 - j)
-        g |= ((c >> 1) & 1) << (7 - j)
-        b |= ((c >> 2) & 1) << (7 - j)
-        c >>= 3
-    return (r, g, b)
-
-
-def generic_label_set(name: str, class_names: list[str],
-                      colors: list[tuple[int, int, int]] | None = None) -> LabelSet:
-    """A label set for a model of an unknown dataset: 0 unlabeled, then the model's classes in order."""
-    if len(class_names) > 255:
-        raise ValueError(f"{len(class_names)} classes do not fit 8-bit label ids")
-    classes = [LabelClass(0, "unlabeled", (0, 0, 0))]
-    for i, cname in enumerate(class_names):
-        color = tuple(int(v) for v in colors[i]) if colors and i < len(colors) else _color(i + 1)
-        classes.append(LabelClass(i + 1, cname, color))  # type: ignore[arg-type]
-    return LabelSet(name, classes, ignore_id=0)
