@@ -1,13 +1,18 @@
-"""An example third-party v2v plugin: the ``sobel`` extractor kind (Sobel gradient magnitude as an 8-bit map).
+"""An example third-party v2v plugin: the ``sobel`` extractor kind (Sobel gradient magnitude as an 8-bit map), and
+two templates to copy: the model ``template`` (:mod:`.template_model`) and the metric ``mean_abs_error``
+(:mod:`.template_metric`).
 
 After ``pip install -e examples/v2v-plugin-example``::
 
-    v2v plugins                                  # lists 'sobel' with hook v2v_register_extractors
+    v2v plugins                                  # lists 'example' with its three registration hooks
     v2v extract sobel clip.mp4 -o data --ksize 5 --blur 1.0
     ls data/sobel/clip/                          # 000000.png, 000001.png, ... (uint8 magnitude)
+    v2v train --data world --set model.name=template --set data.inputs=[seg] --run-dir runs/template
+    v2v eval mean-abs-error --real world/frames --fake synthesized/
 
 Like the built-in plugins, this module imports only light modules at import time (cv2 is imported when frames
-are processed) so ``v2v --help`` stays fast.
+are processed, the template modules when the registry is first asked for models or metrics) so ``v2v --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from v2vcli.errors import ConfigError
 from v2vcli.extractor import Extractor
 from v2vcli.hookspecs import hookimpl
 
-__all__ = ["SobelExtractor", "SobelConfig", "v2v_register_extractors"]
+__all__ = ["SobelExtractor", "SobelConfig", "v2v_register_extractors", "v2v_register_models",
+           "v2v_register_metrics"]
 __version__ = "0.1.0"
 
 
@@ -76,3 +82,17 @@ class SobelExtractor(Extractor):
 @hookimpl
 def v2v_register_extractors(register: Any) -> None:
     register("sobel", "opencv", SobelExtractor)
+
+
+@hookimpl
+def v2v_register_models(register: Any) -> None:
+    from v2v_plugin_example.template_model import TemplateModel
+
+    register(TemplateModel.name, TemplateModel)
+
+
+@hookimpl
+def v2v_register_metrics(register: Any) -> None:
+    from v2v_plugin_example.template_metric import MeanAbsError
+
+    register(MeanAbsError.name, MeanAbsError)

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from v2vcli.errors import ConfigError
+from v2vcli.metric import compute_metric, confusion, miou
+from v2vcli.runtime import device_name
 
 __all__ = ["DemoOptions", "DemoResult", "MODELS", "run_demo"]
 
@@ -113,7 +115,7 @@ def _train(model: str, opts: DemoOptions, world: Path, runs: Path) -> dict[str, 
     """Calibrate the step time, then train ``model`` for the budget with a schedule that ends on time."""
     from v2vcli.data.layout import Dataset
 
-    from v2v_plugins.train.loop import train
+    from v2v_plugins.train import train
 
     n_train = len(Dataset(world).split("train"))
     budget = opts.minutes * 60.0
@@ -168,7 +170,7 @@ def _fit_schedule(model: str, opts: DemoOptions, world: Path, budget: float, per
     whose cost reaches 85% of the budget without passing it; else the fullest fit."""
     from v2vcli.data.clips import ClipDataset
 
-    from v2v_plugins.train.loop import clip_schedule, config_history_frames
+    from v2v_plugins.train import clip_schedule, config_history_frames
 
     cfg = _cfg(model, opts, world, opts.out / "runs" / f".plan_{model}", [])
     history = config_history_frames(cfg)
@@ -189,23 +191,13 @@ def _synthesize(checkpoint: str, world: Path, out: Path, device: str,
                 first_frame_model: str | None = None) -> dict[str, Any]:
     """Every val sequence from its labels alone, through `v2v synthesize` (EMA G, PNG frames); the first frames of
     a model with real history frames come from ``first_frame_model`` (the perframe run)."""
-    from v2v_plugins.synthesize.engine import SynthesisOptions, synthesize
+    from v2v_plugins.synthesize import SynthesisOptions, synthesize
 
     report = synthesize(SynthesisOptions(checkpoint=checkpoint, labels=world, output=f"{out}/", split="val",
                                          format="png", device=device, progress=False,
                                          first_frame_model=first_frame_model))
     return {"first_frames": report.first_frames, "first_frame_count": report.first_frame_count,
             "first_frame_model": report.first_frame_model}
-
-
-def _resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
-    return name
 
 
 def run_demo(opts: DemoOptions) -> DemoResult:
@@ -215,14 +207,13 @@ def run_demo(opts: DemoOptions) -> DemoResult:
     from v2vcli.data.layout import Dataset
     from v2vcli.io.files import read_image, read_label
 
-    from v2v_plugins.evaluate.base import compute_metric
-    from v2v_plugins.world.dataset import write_world_report
+    from v2v_plugins.world import write_world_report
 
     from .report import write_report
-    from .segmenter import confusion, miou, segment, train_segmenter
+    from .segmenter import segment, train_segmenter
 
     t0 = time.perf_counter()
-    device = _resolve_device(opts.device)
+    device = device_name(opts.device)
     opts.device = device
     out = Path(opts.out)
     if out.exists() and any(out.iterdir()) and not (out / "report.json").is_file() and not (out / "world").is_dir():
@@ -282,8 +273,8 @@ def run_demo(opts: DemoOptions) -> DemoResult:
             warp_v.append(we.value)
             warp_frames += [v for vs in we.per_frame.values() for v in vs]
             imgs = frames_of(seq) if folder is None else [read_image(p) for p in sorted(fake.glob("*.png"))]
-            conf_total += confusion(segment(seg_net, imgs, device), np.stack(labels_of(seq)), n_classes)
-        m: dict[str, float] = {"warp_error": float(np.mean(warp_v)), "seg_miou": miou(conf_total)[0]}
+            conf_total += confusion(np.stack(labels_of(seq)), segment(seg_net, imgs, device), n_classes)
+        m: dict[str, float] = {"warp_error": float(np.mean(warp_v)), "seg_miou": miou(conf_total)}
         if psnr_v:
             m["psnr"], m["ssim"] = float(np.mean(psnr_v)), float(np.mean(ssim_v))
         metrics[name] = m

@@ -13,13 +13,29 @@ Only light modules are imported here; torch is imported when the command runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from v2vcli.hookspecs import hookimpl
 
-__all__ = ["v2v_register_commands", "resolve_train_config", "check_launch_device", "launch_elastic_from_cli"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import train
+
+__all__ = ["train", "training_plan", "clip_schedule", "config_history_frames", "v2v_register_commands",
+           "resolve_train_config", "check_launch_device", "launch_elastic_from_cli"]
+
+#: the public face, imported on first use (the loop needs torch): ``train`` and the schedule planners
+_LOOP = ("train", "training_plan", "clip_schedule", "config_history_frames")
+
+
+def __getattr__(name: str) -> Any:
+    """``from v2v_plugins.train import train`` (and the planners): loaded from the loop on first use."""
+    if name in _LOOP:
+        from . import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 CONFIG_HELP = "YAML config file(s) or preset names (`v2v presets`), merged in order."
 
@@ -54,21 +70,17 @@ def check_launch_device(device: str, gpus: int) -> int | None:
     import torch
 
     from v2vcli.errors import DeviceError
+    from v2vcli.runtime import device_name
 
-    name = (device or "auto").strip().lower()
-    if name == "auto":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--gpus {gpus}: CUDA is not available; pass --device cpu for {gpus} CPU (gloo) ranks")
-        name = "cuda"
+    if (device or "auto").strip().lower() == "auto" and not torch.cuda.is_available():
+        raise DeviceError(f"--gpus {gpus}: CUDA is not available; pass --device cpu for {gpus} CPU (gloo) ranks")
+    name = device_name(device, flag=f"--gpus {gpus} --device")
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--gpus {gpus} --device {name}: CUDA is not available (torch {torch.__version__} sees "
-                              f"no GPU); use --device cpu for CPU (gloo) ranks")
         if torch.cuda.device_count() < gpus:
             raise DeviceError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} GPU(s)")
         return None
     if name != "cpu":
-        raise DeviceError(f"unknown device '{device}'; use cpu, cuda or auto")
+        raise DeviceError(f"--gpus {gpus} --device {name}: ranks run on cpu or cuda")
     return max(1, (os.cpu_count() or 1) // gpus)
 
 

@@ -27,11 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .render import WorldFrame, WorldSequence, iter_frames, render_sequence
     from .scene import world_label_set
 
-__all__ = ["demo_group", "render_sequence", "iter_frames", "write_world", "world_label_set", "WorldSequence",
-           "WorldFrame"]
+__all__ = ["demo_group", "render_sequence", "iter_frames", "write_world", "write_world_report", "world_label_set",
+           "WorldSequence", "WorldFrame"]
 
 _LAZY = {"render_sequence": "render", "iter_frames": "render", "WorldSequence": "render", "WorldFrame": "render",
-         "write_world": "dataset", "world_label_set": "scene"}
+         "write_world": "dataset", "write_world_report": "dataset", "world_label_set": "scene"}
 
 
 def __getattr__(name: str) -> Any:
