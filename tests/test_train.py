@@ -19,15 +19,14 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from v2vcli.hookspecs import hookimpl
+from conftest import HookEvents
+from conftest import invoke_one_thread as invoke
 
 TINY = Path(__file__).resolve().parents[1] / "examples" / "configs" / "tiny.yaml"
 STEPS = 20
@@ -47,39 +46,12 @@ def make_world(root: Path, *, frames: int = 12, sequences: int = 3, val: int = 1
     return write_world(root, seed=0, size=(64, 32), frames=frames, sequences=sequences, val=val, progress=False)
 
 
-def invoke(*args: Any) -> Any:
-    import torch
-
-    from v2vcli.cli import build_app
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return CliRunner().invoke(build_app(), [str(a) for a in args], catch_exceptions=False)
-    finally:
-        torch.set_num_threads(threads)
-
-
-@dataclass
-class Events:
-    logs: list[tuple[str, int, dict[str, float]]] = field(default_factory=list)
-    checkpoints: list[tuple[str, int]] = field(default_factory=list)
-
-    @hookimpl
-    def v2v_on_log(self, stage: str, step: int, metrics: dict[str, float]) -> None:
-        self.logs.append((stage, step, dict(metrics)))
-
-    @hookimpl
-    def v2v_on_checkpoint(self, path: str, step: int) -> None:
-        self.checkpoints.append((path, step))
-
-
 @dataclass
 class Run:
     root: Path
     data: Path
     run_dir: Path
-    events: Events
+    events: HookEvents
     records: list[dict[str, Any]]
     seconds: float
 
@@ -93,7 +65,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
     root = tmp_path_factory.mktemp("train")
     data = make_world(root / "world")
-    events = Events()
+    events = HookEvents()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("V2V_HOME", str(root / "home"))
         reset_registry(Registry(get_plugin_manager([events])))

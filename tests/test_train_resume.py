@@ -18,26 +18,13 @@ from typing import Any
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
+from conftest import invoke_one_thread as _invoke
 from v2vcli.checkpoint import STATE_FILE, list_checkpoints, load_training_state, load_weights
 
 TINY = Path(__file__).resolve().parents[1] / "examples" / "configs" / "tiny.yaml"
 STEPS = 5  # two training sequences, batch 1: 2 steps per epoch, so the run spans epochs 0..2
 OPTS = ["--device", "cpu", "--set", "data.size=[32,32]", "--set", "data.num_workers=2",
         "--set", "data.n_frames_total=1", "--set", "train.checkpoint_every=1", "--set", "train.keep_last=0"]
-
-
-def _invoke(*args: Any) -> Any:
-    """The CLI in-process with one CPU thread, like the subprocess (same numerics; far faster on a busy machine)."""
-    from v2vcli.cli import build_app
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return CliRunner().invoke(build_app(), [str(a) for a in args], catch_exceptions=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
