@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from v2vcli.errors import ConfigError, did_you_mean
+from v2vcli.registry import get_registry
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,8 @@ def _coerce(value: Any, tp: Any, where: str, *, text: bool = False) -> Any:
             return value
         if text and isinstance(value, str) and value in map(str, args):
             return next(a for a in args if str(a) == value)
-        raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, got {value!r}")
+        shown = ", ".join(map(str if text else repr, args))  # option strings bare; config values as YAML reads them
+        raise ConfigError(f"{where} must be one of {shown}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, typing.cast(type, tp)):  # an annotation: a class, though is_dataclass admits instances
             return value
@@ -355,8 +357,6 @@ def parse_set(expr: str) -> dict[str, Any]:
 
 
 def _model_classes(name: str) -> tuple[type, type]:
-    from v2vcli.registry import get_registry
-
     model_cls = get_registry().get_model(name)
     cfg_cls = getattr(model_cls, "Config", None)
     loss_cls = getattr(model_cls, "LossConfig", None)
