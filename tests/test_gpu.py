@@ -77,8 +77,13 @@ def test_compiled_generator_matches_eager_on_cuda() -> None:
     assert float((eager - comp).abs().max()) < 1e-3
 
 
-def test_nccl_with_world_size_one_trains() -> None:
+def test_nccl_with_world_size_one_trains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One NCCL rank with v2v's distributed switch on: G, D and D_T0 train inside DistributedDataParallel on CUDA."""
     import torch.distributed as dist
+
+    import v2vcli.parallel
+
+    monkeypatch.setattr(v2vcli.parallel, "is_distributed", lambda: True)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -94,6 +99,7 @@ def test_nccl_with_world_size_one_trains() -> None:
         model = _model("cuda")
         result = model.train_step(_batch())
         assert not result.skipped
+        assert {"G", "D"} <= set(model.data_parallel._wrappers)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
