@@ -16,18 +16,27 @@ leaves the previous checkpoint intact. Only the last ``keep_last`` checkpoints a
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import pickle
+import pickletools
 import re
 import shutil
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
 from v2vcli.errors import CheckpointError
+from v2vcli.io.files import make_temp_dir, publish_mode
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -162,13 +171,9 @@ def _cpu_tensors(weights: dict[str, Any]) -> dict[str, Any]:
 def save_checkpoint(run_dir: str | Path, step: int, weights: dict[str, Any], meta: CheckpointMeta,
                     training_state: dict[str, Any], *, config_text: str = "", keep_last: int = 0) -> Path:
     """Write ``checkpoints/step_<step>/`` atomically and prune to the last ``keep_last`` (0 keeps all)."""
-    import torch
-    from safetensors.torch import save_file
-
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_dir_name(step)
-    from v2vcli.io.files import make_temp_dir, publish_mode
 
     tmp = make_temp_dir(root, f".{final.name}.tmp-")
     try:
@@ -224,10 +229,6 @@ def _is_safetensors(path: Path) -> bool:
 
 def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` with one-line errors; a pickle that would run code is refused unrun."""
-    import pickle
-
-    import torch
-
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint file '{p}' does not exist")
@@ -260,10 +261,6 @@ def _pickle_globals(path: Path) -> list[str]:
 
     Only used to say *why* a file was refused; an unparsable file gives an empty list.
     """
-    import io
-    import pickletools
-    import zipfile
-
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
@@ -291,8 +288,6 @@ def _pickle_globals(path: Path) -> list[str]:
 
 def read_meta(path: str | Path) -> CheckpointMeta:
     """The v2v metadata of a weights file (or of a run/checkpoint folder's latest weights)."""
-    from safetensors import safe_open
-
     p = resolve_weights_file(path)
     if not _is_safetensors(p):
         raise CheckpointError(f"'{p}' is not a readable safetensors file (corrupt, or not a v2v checkpoint); "
@@ -314,15 +309,12 @@ def load_weights(path: str | Path, *, networks: list[str] | None = None,
     plain ``{name: tensor}`` mapping is accepted too (read with weights_only=True, empty metadata); any pickle that
     carries code is refused without running it.
     """
-    from safetensors import safe_open
-
     p = resolve_weights_file(path)
     if not _is_safetensors(p):
         data = safe_torch_load(p, map_location=device)
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise CheckpointError(f"'{p}' is not a v2v checkpoint: expected {WEIGHTS_FILE} or a torch file with a "
                                   f"name→tensor mapping")
-        import torch
 
         tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
         if networks is not None:

@@ -24,6 +24,7 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +166,6 @@ def init_distributed(device_type: str = "cpu") -> DistInfo:
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and "MASTER_ADDR" in os.environ:
         # The elastic agent's store outlives a restart: keys of the dead attempt (e.g. the old rank 0's gloo
         # address) would be read by the new one, so each attempt works under its own prefix.
-        from datetime import timedelta
-
         store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), info.world_size,
                               is_master=False, timeout=timedelta(minutes=10))
         dist.init_process_group(backend=backend, store=dist.PrefixStore(f"v2v/attempt_{restart_count()}", store),

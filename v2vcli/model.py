@@ -35,19 +35,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from v2vcli.config import build_config, merge, parse_set
+from v2vcli.data.layout import LabelSet
+from v2vcli.distributed import broadcast_module_, is_distributed
 from v2vcli.errors import CheckpointError, V2VError
-from v2vcli.optim import StepFlag, linear_decay
+from v2vcli.optim import Optimizers, StepFlag, linear_decay
+from v2vcli.registry import get_registry
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from v2vcli.optim import Optimizers
     from v2vcli.parallel import DataParallel
 
     from v2vcli.config import V2VConfig
     from v2vcli.data.clips import ClipBatch
-    from v2vcli.data.layout import LabelSet
 
 __all__ = [
     "TrainingError",
@@ -270,8 +272,6 @@ class VideoModel(ABC):
     # -- provided: training machinery ------------------------------------------------------------------------------
     def setup_training(self) -> None:
         """Build training parts, the :class:`~v2vcli.optim.Optimizers` over :meth:`optimizer_params`, and the EMA."""
-        from v2vcli.optim import Optimizers
-
         if self.training_ready:
             return
         self.build_training()
@@ -283,8 +283,6 @@ class VideoModel(ABC):
 
     def sync_networks(self) -> None:
         """Give every rank rank 0's networks (ranks are seeded apart, so their random inits differ)."""
-        from v2vcli.distributed import broadcast_module_, is_distributed
-
         if is_distributed():
             for net in self.networks().values():
                 broadcast_module_(net)
@@ -419,9 +417,6 @@ def load_model_for_inference(checkpoint: Any, device: Any = "cpu",
     checkpoint's metadata; ``cfg_overrides`` are ``section.key=value`` strings applied on top.
     """
     from v2vcli.checkpoint import load_weights, read_meta
-    from v2vcli.config import build_config, merge, parse_set
-    from v2vcli.data.layout import LabelSet
-    from v2vcli.registry import get_registry
 
     meta = read_meta(checkpoint)
     raw = dict(meta.config)

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
@@ -32,8 +33,6 @@ def disabled_plugins() -> set[str]:
 
 
 def _entry_point_names() -> list[str]:
-    from importlib.metadata import entry_points
-
     return [ep.name for ep in entry_points(group=hookspecs.PROJECT_NAME)]
 
 

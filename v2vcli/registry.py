@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from v2vcli.errors import PluginError, did_you_mean
+from v2vcli.plugins import get_plugin_manager
 
 if TYPE_CHECKING:
     from v2vcli.extractor import Extractor
@@ -184,8 +185,6 @@ def get_registry(extra_plugins: Iterable[Any] = ()) -> Registry:
     """The process-wide registry (built on first use); ``reset_registry()`` drops it (tests, plugin installs)."""
     global _REGISTRY
     if _REGISTRY is None:
-        from v2vcli.plugins import get_plugin_manager
-
         _REGISTRY = Registry(get_plugin_manager(extra_plugins))
     return _REGISTRY
 

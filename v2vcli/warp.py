@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 __all__ = ["warp", "warp_numpy", "base_grid"]
 
@@ -17,8 +19,6 @@ _GRID_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
 def _grid_and_scale(h: int, w: int, device: Any, dtype: Any) -> tuple[Any, Any]:
-    import torch
-
     key = (h, w, str(device), dtype)
     cached = _GRID_CACHE.get(key)
     if cached is None:
@@ -41,9 +41,6 @@ def base_grid(h: int, w: int, device: Any, dtype: Any) -> Any:
 
 def warp(image: Any, flow: Any) -> Any:
     """Warp ``image`` (B, C, H, W) by backward ``flow`` (B, 2, H, W) in pixels. Computed in fp32."""
-    import torch
-    import torch.nn.functional as F
-
     b, _, h, w = image.shape
     dtype = image.dtype
     base, scale = _grid_and_scale(h, w, flow.device, torch.float32)
@@ -57,8 +54,6 @@ def warp(image: Any, flow: Any) -> Any:
 
 def warp_numpy(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """NumPy convenience: ``image`` (H, W) or (H, W, C), ``flow`` (H, W, 2) → warped float32 of image's shape."""
-    import torch
-
     img = np.asarray(image, dtype=np.float32)
     squeeze = img.ndim == 2
     if squeeze:

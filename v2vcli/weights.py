@@ -11,8 +11,10 @@ is sha256-checked (full hash, or the 8-hex prefix torchvision puts in its file n
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from v2vcli.errors import WeightsError, did_you_mean
+from v2vcli.io.files import publish_mode
+from v2vcli.registry import get_registry
 
 __all__ = ["WeightsEntry", "BUILTIN_WEIGHTS", "v2v_home", "cache_dir", "torch_hub_dir", "sha256_file",
            "verify_file", "resolve_weights", "parse_weights_overrides", "weights_entries", "bundled_path",
@@ -96,8 +100,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def weights_entries() -> dict[str, WeightsEntry]:
-    from v2vcli.registry import get_registry
-
     return {name: reg.obj for name, reg in get_registry().weights().items()}
 
 
@@ -132,7 +134,6 @@ def bundled_path(entry: WeightsEntry) -> Path | None:
     not used."""
     if entry.bundled is None or not (entry.sha256 or entry.sha256_prefix):
         return None
-    import importlib.util
 
     package, rel = entry.bundled
     try:
@@ -160,8 +161,6 @@ def _human(n: float) -> str:
 
 def _copy_with_progress(resp: Any, out: Any, name: str, total: int | None, progress: bool) -> int:
     """Copy ``resp`` to ``out`` in 1 MiB blocks: a progress bar on a terminal, a log line every 10% otherwise."""
-    import sys
-
     done, step = 0, 0
     bar = task = None
     if progress and sys.stderr.isatty():
@@ -206,8 +205,6 @@ def _download(entry: WeightsEntry, progress: bool = False) -> Path:
             raise WeightsError(f"download of '{entry.name}' from {entry.url} stopped after {_human(got)} of "
                                f"{_human(total)}; run `v2v weights download {entry.name}` again")
         verify_file(entry, Path(tmp))
-        from v2vcli.io.files import publish_mode
-
         publish_mode(tmp)
         os.replace(tmp, dest)
     except urllib.error.HTTPError as exc:

@@ -30,11 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from v2vcli.errors import CheckpointError, ConfigError
+import torch
+from torch import nn
+
+from v2vcli.checkpoint import CheckpointMeta, safe_torch_load, save_checkpoint
+from v2vcli.config import build_config, dump_config, load_yaml, merge, parse_set, to_dict
+from v2vcli.data.layout import cityscapes_label_set, generic_label_set
+from v2vcli.errors import CheckpointError, ConfigError, did_you_mean
+
+from .gan.conditioning import ConditioningSpec
+from .perframe import PerFrame
+from .vid2vid.training import Vid2VidModel
 
 if TYPE_CHECKING:
-    import torch
-
     from v2vcli.config import V2VConfig
     from v2vcli.data.layout import LabelSet
 
@@ -99,10 +107,6 @@ def read_opt_txt(path: str | Path) -> dict[str, Any]:
 
 
 def _load_state_dict(path: Path, name: str) -> OfficialNetwork:
-    import torch
-
-    from v2vcli.checkpoint import safe_torch_load
-
     obj = safe_torch_load(path)
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"'{path}' is not an official state dict (a mapping of tensor names to tensors, as "
@@ -260,8 +264,6 @@ class ConversionPlan:
 
 
 def _preset_raw(preset: str | None) -> dict[str, Any]:
-    from v2vcli.config import load_yaml
-
     if not preset:
         return {}
     p = Path(preset)
@@ -271,7 +273,6 @@ def _preset_raw(preset: str | None) -> dict[str, Any]:
     cand = root / f"{preset}.yaml"
     if not cand.is_file():
         names = sorted(x.stem for x in root.glob("*.yaml")) if root.is_dir() else []
-        from v2vcli.errors import did_you_mean
 
         raise ConfigError(f"--preset '{preset}' is not a preset{did_you_mean(preset, names)} (presets: "
                           f"{', '.join(names) or 'examples/configs/ not found'}); or pass a YAML file")
@@ -296,9 +297,6 @@ def _inputs_for(label_nc: int, use_instance: bool, input_nc: int, opt: Mapping[s
 
 def plan_conversion(ck: OfficialCheckpoint, *, preset: str | None = None, sets: Sequence[str] = ()) -> ConversionPlan:
     """Decide the v2v configs: preset < defaults inferred from shapes < opt.txt and shape facts < --set."""
-    from v2vcli.config import build_config, merge, parse_set
-    from v2vcli.data.layout import cityscapes_label_set, generic_label_set
-
     user: dict[str, Any] = {}
     for expr in sets:
         user = merge(user, parse_set(expr))
@@ -409,14 +407,10 @@ def plan_conversion(ck: OfficialCheckpoint, *, preset: str | None = None, sets: 
 
 
 def _data_dict(cfg: V2VConfig) -> dict[str, Any]:
-    from v2vcli.config import to_dict
-
     return dict(to_dict(cfg.data))
 
 
 def _label_set_for(raw: Mapping[str, Any]) -> LabelSet | None:
-    from v2vcli.data.layout import cityscapes_label_set, generic_label_set
-
     inputs = (raw.get("data") or {}).get("inputs") or ["seg", "inst"]
     if "seg" not in inputs:
         return None
@@ -427,9 +421,6 @@ def _label_set_for(raw: Mapping[str, Any]) -> LabelSet | None:
 
 
 def _checked_vid2vid(cfg: V2VConfig, label_set: LabelSet | None, channels: int) -> V2VConfig:
-    from .gan.conditioning import ConditioningSpec
-    from .vid2vid.training import Vid2VidModel
-
     spec = ConditioningSpec.from_config(cfg.model, cfg.data, label_set)
     if spec.input_nc != channels:
         raise ConfigError(f"the official G0 sees {channels} channels per frame but the config gives "
@@ -490,8 +481,6 @@ def _single_renamer(tensors: Mapping[str, Any]) -> Callable[[str], str | None]:
 
 
 def _norm_params(module: Any) -> set[str]:
-    from torch import nn
-
     out: set[Any] = set()
     for name, mod in module.named_modules():
         if isinstance(mod, (nn.InstanceNorm2d, nn.BatchNorm2d)):
@@ -519,8 +508,6 @@ def _rename_into(net: OfficialNetwork, rename: Callable[[str], str | None], targ
 
 def _fill_and_check(out: dict[str, torch.Tensor], target: Mapping[str, Any], norm_params: set[str],
                     where: str) -> None:
-    import torch
-
     for key, ref in target.items():
         if key in out:
             continue
@@ -555,9 +542,6 @@ class Converted:
 def convert(ck: OfficialCheckpoint, plan: ConversionPlan, *, materialise: bool = True) -> Converted:
     """Rename and check every tensor against v2v's generators (built on the meta device); ``materialise=False``
     checks names and shapes only (``--check``)."""
-    from .perframe import PerFrame
-    from .vid2vid.training import Vid2VidModel
-
     params = {n.name: n.params for n in [*ck.generators, *ck.discriminators]}
     v2v_params: dict[str, int] = {}
     g_out = s_out = None
@@ -629,9 +613,6 @@ def write_run(out_dir: str | Path, conv: Converted, *, source: str) -> Path:
 
 def _write_one(run: Path, cfg: V2VConfig, model_name: str, weights: Mapping[str, Any], plan: ConversionPlan,
                source: str) -> None:
-    from v2vcli.checkpoint import CheckpointMeta, save_checkpoint
-    from v2vcli.config import dump_config, to_dict
-
     cfg.run_dir = str(run)
     extra: dict[str, Any] = {"converted_from": "NVIDIA/vid2vid"}
     if model_name == "vid2vid":

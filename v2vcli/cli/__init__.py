@@ -18,6 +18,8 @@ from typing import Any, cast
 import typer
 from typer.core import TyperGroup
 
+from v2vcli.registry import get_registry
+
 # Exceptions the command framework handles itself (usage errors exit 2, --help, Exit). Newer typer vendors click
 # and bases them on TyperException; older typer re-exports click's.
 _FRAMEWORK_EXC: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort)
@@ -149,8 +151,6 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 def build_app(registry: Any = None) -> typer.Typer:
     """Build the Typer app; ``registry`` defaults to the process-wide one."""
     if registry is None:
-        from v2vcli.registry import get_registry
-
         registry = get_registry()
     # add_completion: `v2v --install-completion` (bash, zsh, fish, PowerShell) and `--show-completion`
     app = typer.Typer(cls=V2VGroup, no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,

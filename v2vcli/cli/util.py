@@ -7,12 +7,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 __all__ = ["print_json", "print_table", "console"]
 
 
 def console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
     return Console(stderr=stderr, soft_wrap=True)
 
 
@@ -21,8 +22,6 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    from rich.table import Table
-
     table = Table(title=title)
     for col in columns:
         table.add_column(col, overflow="fold")  # long values (paths) wrap; nothing is cut off

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from v2vcli.data.layout import Dataset, LabelSet
@@ -125,8 +126,6 @@ class _Checker:
 
     def one(self, path: Path, seq: str, modality: str, size: tuple[int, int], label_set: LabelSet | None,
             is_flow: bool, index: int) -> None:
-        import cv2
-
         self.report.files_checked += 1
         ext = path.suffix.lower()
         w, h = size

@@ -26,15 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 from v2vcli.data.layout import MODALITY_EXT, Dataset, LabelSet
 from v2vcli.data.pose import mirror_body25, read_body25
 from v2vcli.errors import ConfigError, DatasetError, V2VError
+from v2vcli.io.files import read_float_maps, read_flow, read_image, read_instance, read_label, swap_rb
+from v2vcli.registry import get_registry
+from v2vcli.warp import warp_numpy
 
 if TYPE_CHECKING:
-    import torch
-
     from v2vcli.config import DataConfig
 
 __all__ = [
@@ -128,8 +132,6 @@ class ClipBatch:
 
     def to(self, device: Any, non_blocking: bool = False) -> ClipBatch:
         """Tensors moved to ``device``; uint8 frames become float32 in [-1, 1]."""
-        import torch
-
         frames = self.frames.to(device, non_blocking=non_blocking)
         if frames.dtype == torch.uint8:
             frames = frames.float().div_(127.5).sub_(1.0)
@@ -164,8 +166,6 @@ class ClipBatch:
 def collate_clips(items: Sequence[Any]) -> Any:
     """Stack clip dicts into a :class:`ClipBatch`, cut to the shortest clip; a failed item's error is returned
     (not raised) so the main process re-raises the user's one-line message instead of a worker traceback."""
-    import torch
-
     for item in items:
         if isinstance(item, BaseException):
             return item
@@ -230,8 +230,6 @@ def _geometry(src: tuple[int, int], dst: tuple[int, int], rng: np.random.Generat
 
 
 def _apply(img: np.ndarray, g: _Geometry, nearest: bool) -> np.ndarray:
-    import cv2
-
     if (img.shape[1], img.shape[0]) != (g.rw, g.rh):
         if nearest:
             interp = cv2.INTER_NEAREST
@@ -272,15 +270,12 @@ def _apply_keypoints(kp: np.ndarray, g: _Geometry) -> np.ndarray:
 
 def _read_any_png(path: Path) -> np.ndarray:
     """A plugin's modality: single-channel maps as they are, 3-channel images as RGB."""
-    import cv2
-
     data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
     if data is None:
         raise DatasetError(f"missing file '{path}'")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise DatasetError(f"'{path}' is not a readable image (corrupt or truncated); re-extract it")
-    from v2vcli.io.files import swap_rb
 
     return swap_rb(img) if img.ndim == 3 and img.shape[2] == 3 else img
 
@@ -336,8 +331,6 @@ class ClipDataset:
             raise DatasetError(f"dataset '{self.ds.root}' has no flow/ modality; extract it (`v2v extract flow "
                                f"...`) or compute flow on the fly with --set data.flow=<estimator>")
         if need_flow and data.flow != "dataset":
-            from v2vcli.registry import get_registry
-
             get_registry().get_flow_estimator(data.flow)  # unknown name: error now, not in a worker
         self._estimator: Any = None
         wanted = self.ds.split(self.split)
@@ -375,8 +368,6 @@ class ClipDataset:
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def _read_modality(self, m: str, seq: str, index: int) -> np.ndarray:
-        from v2vcli.io.files import read_float_maps, read_image, read_instance, read_label
-
         if m == "seg":
             ids = read_label(self.ds.frame_path(m, seq, index))
             if self._valid_ids is not None:
@@ -411,9 +402,6 @@ class ClipDataset:
 
     def _dataset_flow(self, seq: str, index: int, step: int) -> np.ndarray:
         """Backward flow frame ``index`` → ``index - step`` composed from the dataset's consecutive flows."""
-        from v2vcli.io.files import read_flow
-        from v2vcli.warp import warp_numpy
-
         acc, _ = read_flow(self.ds.frame_path("flow", seq, index))
         for j in range(1, step):
             nxt, _ = read_flow(self.ds.frame_path("flow", seq, index - j))
@@ -423,8 +411,6 @@ class ClipDataset:
 
     def _estimated_flow(self, cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
         if self._estimator is None:
-            from v2vcli.registry import get_registry
-
             cls = get_registry().get_flow_estimator(self.flow_source)
             self._estimator = cls(device="cpu")
         return np.asarray(self._estimator.backward(cur, prev), dtype=np.float32)
@@ -508,8 +494,6 @@ class ClipDataset:
         return item
 
     def _read_frame(self, seq: str, index: int) -> np.ndarray:
-        from v2vcli.io.files import read_image
-
         path = self.ds.frame_path("frames", seq, index, self.frame_ext)
         if not path.is_file():
             other = path.with_suffix(".png" if self.frame_ext != ".png" else ".jpg")
@@ -578,8 +562,6 @@ def _worker_init(_: int) -> None:
 def make_loader(dataset: ClipDataset, sampler: ClipBatchSampler, *, num_workers: int,
                 pin_memory: bool = False) -> torch.utils.data.DataLoader[Any]:
     """A DataLoader over ``dataset`` driven by ``sampler`` (workers ignore SIGINT; errors come back as values)."""
-    from torch.utils.data import DataLoader
-
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs.update(prefetch_factor=2, worker_init_fn=_worker_init, persistent_workers=False)

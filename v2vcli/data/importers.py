@@ -15,15 +15,19 @@ the target format are copied byte for byte. A failed import removes the dataset 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from v2vcli.data.layout import Dataset, LabelSet, cityscapes_label_set, generic_label_set
 from v2vcli.errors import ConfigError, DatasetError
+from v2vcli.io.files import decode_image, encode_image, write_bytes_atomic, write_instance, write_json, write_label
 
 __all__ = ["ImportReport", "import_vid2vid"]
 
@@ -45,8 +49,6 @@ class ImportReport:
 
 
 def _natural(p: Path) -> list[Any]:
-    import re
-
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
@@ -67,8 +69,6 @@ def _unique_name(seq: str, part: str, taken: set[str]) -> str:
 
 def _read_labels(path: Path) -> tuple[np.ndarray, bool]:
     """(uint8 ids, whether the file is already an 8-bit gray PNG that can be copied as is)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             mode = img.mode
@@ -84,12 +84,8 @@ def _read_labels(path: Path) -> tuple[np.ndarray, bool]:
 
 
 def _read_instances(path: Path) -> tuple[np.ndarray, bool]:
-    import cv2
-
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        from PIL import Image
-
         try:
             with Image.open(path) as pil:
                 img = np.array(pil)
@@ -105,15 +101,6 @@ def _read_instances(path: Path) -> tuple[np.ndarray, bool]:
 def import_vid2vid(src: str | Path, dataset: str | Path, *, fps: float = 30.0,
                    label_set: Literal["auto", "cityscapes", "generic"] = "auto") -> ImportReport:
     """Convert an official vid2vid tree ``src`` into a new v2v dataset at ``dataset`` (see the module docstring)."""
-    from v2vcli.io.files import (
-        decode_image,
-        encode_image,
-        write_bytes_atomic,
-        write_instance,
-        write_json,
-        write_label,
-    )
-
     src, root = Path(src), Path(dataset)
     if label_set not in ("auto", "cityscapes", "generic"):
         raise ConfigError(f"--label-set must be auto, cityscapes or generic, got '{label_set}'")

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from v2vcli.errors import DatasetError, did_you_mean
 from v2vcli.io.files import read_json, write_json
+from v2vcli.io.preview import label_palette
 
 __all__ = [
     "MODALITY_EXT",
@@ -80,8 +83,6 @@ class LabelSet:
 
     def palette(self) -> Any:
         """(256, 3) uint8 colour table indexed by id (unknown ids black)."""
-        import numpy as np
-
         pal = np.zeros((256, 3), dtype=np.uint8)
         for c in self.classes:
             if 0 <= c.id < 256:
@@ -132,8 +133,6 @@ def generic_label_set(classes: int | Sequence[str], name: str = "generic",
                       ignore_id: int | None = None) -> LabelSet:
     """Ids 0..N-1 for labels without a published table: ``classes`` is N (named ``class_<id>``) or the names in id
     order; colours come from ``colors`` where given, else the preview palette."""
-    from v2vcli.io.preview import label_palette
-
     names = [f"class_{i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
     if len(names) > 256:
         raise ValueError(f"{len(names)} classes do not fit 8-bit label ids")

@@ -37,7 +37,10 @@ from typing import IO, Any
 
 import numpy as np
 
+from v2vcli.data.layout import frame_name
 from v2vcli.errors import ConfigError, DatasetError, VideoError
+from v2vcli.io.files import publish_mode, read_image, read_json, write_image
+from v2vcli.registry import get_registry
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -262,8 +265,6 @@ class FrameFolderReader(VideoReader):
                          (first.shape[1], first.shape[0]), len(self.files))
 
     def _source_frames(self, first: int) -> Iterator[np.ndarray]:
-        from v2vcli.io.files import read_image
-
         for f in self.files[first:]:
             try:
                 img = read_image(f)
@@ -280,7 +281,6 @@ def _dataset_fps(folder: Path) -> float | None:
     meta = folder.parent.parent / "meta" / "frames.json"
     if folder.parent.name != "frames" or not meta.is_file():
         return None
-    from v2vcli.io.files import read_json
 
     try:
         entry = read_json(meta).get("sequences", {}).get(folder.name)
@@ -504,8 +504,6 @@ def open_video(path: str | Path, *, fps: float | None = None, start: float | Non
     ``fps`` resamples to a constant rate (for a frame folder without known timing it is the folder's rate),
     ``start``/``end`` keep [start, end) seconds, ``resize`` is (W, H) with -1 keeping the aspect ratio.
     """
-    from v2vcli.registry import get_registry
-
     path = Path(path)
     reader = get_registry().open_video(str(path))
     if reader is None:
@@ -610,8 +608,6 @@ class VideoWriter:
                                  f"{self._tail.last() if self._tail else rc}")
             if self.audio_from is not None:
                 self._mux_audio()
-            from v2vcli.io.files import publish_mode
-
             publish_mode(self._tmp)  # mkstemp's 0600 → the umask-based mode of a normal file
             os.replace(self._tmp, self.path)
         finally:
@@ -673,9 +669,6 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, **kw
 def write_frames_folder(frames: Iterable[np.ndarray], folder: str | Path, *, ext: str = "jpg", quality: int = 95,
                         start_index: int = 0) -> int:
     """Write RGB frames as ``folder/000000.<ext>``, ... (JPEG quality ``quality`` or PNG), each atomically."""
-    from v2vcli.data.layout import frame_name
-    from v2vcli.io.files import write_image
-
     ext = "." + ext.lower().lstrip(".")
     if ext not in (".jpg", ".jpeg", ".png"):
         raise ConfigError(f"frame format '{ext[1:]}' is not supported (jpg, png)")

@@ -28,9 +28,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from v2v_plugins.synthesize import SynthesisOptions, synthesize
+from v2v_plugins.train import clip_schedule, config_history_frames, train
+from v2v_plugins.world import write_world_report
+from v2vcli.config import load_config
+from v2vcli.data.clips import ClipDataset
+from v2vcli.data.layout import Dataset
 from v2vcli.errors import ConfigError
+from v2vcli.io.files import read_image, read_label
 from v2vcli.metric import compute_metric, confusion, miou
+from v2vcli.presets import presets_dir
 from v2vcli.runtime import device_name
+
+from .report import write_report
+from .segmenter import segment, train_segmenter
 
 __all__ = ["DemoOptions", "DemoResult", "MODELS", "run_demo"]
 
@@ -42,8 +55,6 @@ MODELS = {"perframe": "tiny_perframe.yaml", "vid2vid": "tiny.yaml"}
 
 def _configs_dir() -> Path:
     """The shipped presets (``v2v presets``), in a checkout and in an installed wheel alike."""
-    from v2vcli.presets import presets_dir
-
     folder = presets_dir()
     if (folder / "tiny.yaml").is_file():
         return folder
@@ -89,8 +100,6 @@ class DemoResult:
 
 
 def _cfg(model: str, opts: DemoOptions, world: Path, run_dir: Path, sets: list[str]) -> Any:
-    from v2vcli.config import load_config
-
     w, h = opts.size
     base = [f"data.size=[{w}, {h}]", f"train.device={opts.device}", f"seed={opts.seed}", "train.log_every=1"]
     if opts.quick:
@@ -113,10 +122,6 @@ def _timed_steps(model: Any, times: list[float]) -> None:
 
 def _train(model: str, opts: DemoOptions, world: Path, runs: Path) -> dict[str, Any]:
     """Calibrate the step time, then train ``model`` for the budget with a schedule that ends on time."""
-    from v2vcli.data.layout import Dataset
-
-    from v2v_plugins.train import train
-
     n_train = len(Dataset(world).split("train"))
     budget = opts.minutes * 60.0
     if opts.quick:  # a few fixed steps: the point is to run every stage, not to learn
@@ -168,10 +173,6 @@ def _fit_schedule(model: str, opts: DemoOptions, world: Path, budget: float, per
     """(epochs, clips per sequence) whose steps, each costing ``per_step`` × (its clip length / the first one's),
     fill ``budget`` seconds: the most epochs (up to 40, so the clip grows and the LR decays as in the recipe)
     whose cost reaches 85% of the budget without passing it; else the fullest fit."""
-    from v2vcli.data.clips import ClipDataset
-
-    from v2v_plugins.train import clip_schedule, config_history_frames
-
     cfg = _cfg(model, opts, world, opts.out / "runs" / f".plan_{model}", [])
     history = config_history_frames(cfg)
     schedule = clip_schedule(cfg, ClipDataset(cfg.data, history=history, need_flow=False), history)
@@ -191,8 +192,6 @@ def _synthesize(checkpoint: str, world: Path, out: Path, device: str,
                 first_frame_model: str | None = None) -> dict[str, Any]:
     """Every val sequence from its labels alone, through `v2v synthesize` (EMA G, PNG frames); the first frames of
     a model with real history frames come from ``first_frame_model`` (the perframe run)."""
-    from v2v_plugins.synthesize import SynthesisOptions, synthesize
-
     report = synthesize(SynthesisOptions(checkpoint=checkpoint, labels=world, output=f"{out}/", split="val",
                                          format="png", device=device, progress=False,
                                          first_frame_model=first_frame_model))
@@ -202,16 +201,6 @@ def _synthesize(checkpoint: str, world: Path, out: Path, device: str,
 
 def run_demo(opts: DemoOptions) -> DemoResult:
     """Run every step into ``opts.out`` (replacing an earlier demo there) and return what was measured."""
-    import numpy as np
-
-    from v2vcli.data.layout import Dataset
-    from v2vcli.io.files import read_image, read_label
-
-    from v2v_plugins.world import write_world_report
-
-    from .report import write_report
-    from .segmenter import segment, train_segmenter
-
     t0 = time.perf_counter()
     device = device_name(opts.device)
     opts.device = device

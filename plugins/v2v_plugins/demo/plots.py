@@ -6,6 +6,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 __all__ = ["line_chart", "bar_chart"]
 
 #: colour-blind-safe Okabe-Ito palette, one colour per series in order
@@ -13,17 +17,12 @@ COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 
 
 def _figure(size: tuple[int, int]) -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
     FigureCanvasAgg(fig)  # a figure of its own, off pyplot's global state
     return fig, fig.add_subplot()
 
 
 def _rgb(fig: Any) -> Any:
-    import numpy as np
-
     fig.tight_layout()
     fig.canvas.draw()
     return np.ascontiguousarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])

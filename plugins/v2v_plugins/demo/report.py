@@ -8,6 +8,16 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
+import numpy as np
+
+from v2vcli.data.layout import Dataset
+from v2vcli.io.files import read_image, read_label, write_image
+from v2vcli.io.preview import colorize_labels
+from v2vcli.io.video import write_video
+
+from .plots import bar_chart, line_chart
+
 if TYPE_CHECKING:
     from .pipeline import DemoOptions, DemoResult
 
@@ -17,9 +27,6 @@ SCALE = 2  # videos are shown at twice the world's size
 
 
 def _caption(img: Any, text: str) -> Any:
-    import cv2
-    import numpy as np
-
     bar = np.full((18, img.shape[1], 3), 255, np.uint8)
     cv2.putText(bar, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([bar, img])
@@ -27,13 +34,6 @@ def _caption(img: Any, text: str) -> Any:
 
 def side_by_side_frames(world: Path, seq: str, synth: Path, models: list[str], label_set: Any) -> list[Any]:
     """Frames of labels | each model | ground truth, upscaled ×SCALE with captions."""
-    import cv2
-    import numpy as np
-
-    from v2vcli.data.layout import Dataset
-    from v2vcli.io.files import read_image, read_label
-    from v2vcli.io.preview import colorize_labels
-
     ds = Dataset(world)
     meta = ds.frames_meta()
     n = int(meta["sequences"][seq]["count"])
@@ -117,11 +117,6 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def write_report(result: DemoResult, opts: DemoOptions, world: Path, val_seqs: list[str], synth: Path,
                  per_frame: dict[str, dict[str, list[float]]], seg_info: dict[str, Any], label_set: Any) -> Path:
     """Write videos/, plots/ and report.html under ``result.out``; returns the report's path."""
-    from v2vcli.io.files import write_image
-    from v2vcli.io.video import write_video
-
-    from .plots import bar_chart, line_chart
-
     out = result.out
     models = list(result.training)
     videos, plots = out / "videos", out / "plots"

@@ -14,6 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 __all__ = ["build_segmenter", "train_segmenter", "segment"]
 
 log = logging.getLogger(__name__)
@@ -21,8 +26,6 @@ log = logging.getLogger(__name__)
 
 def build_segmenter(n_classes: int, width: int = 24) -> Any:
     """A two-level encoder-decoder (about 30k parameters at width 24) producing per-pixel class logits."""
-    from torch import nn
-
     class Segmenter(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -36,8 +39,6 @@ def build_segmenter(n_classes: int, width: int = 24) -> Any:
                                      nn.Conv2d(w, n_classes, 1))
 
         def forward(self, x: Any) -> Any:
-            import torch
-
             a = self.enc1(x)
             b = self.up(self.enc2(a))[..., : a.shape[-2], : a.shape[-1]]
             return self.dec(torch.cat([a, b], dim=1))
@@ -46,9 +47,6 @@ def build_segmenter(n_classes: int, width: int = 24) -> Any:
 
 
 def _to_tensor(frames: Sequence[Any], device: Any) -> Any:
-    import numpy as np
-    import torch
-
     x = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
 
@@ -57,10 +55,6 @@ def train_segmenter(frames: Sequence[Any], labels: Sequence[Any], n_classes: int
                     max_steps: int, seed: int = 0, device: Any = "cpu", batch: int = 8) -> tuple[Any, dict[str, Any]]:
     """Train on (H, W, 3) uint8 frames and (H, W) label ids (ids ≥ n_classes are ignored) with random flips, until
     ``seconds`` or ``max_steps``. Returns the network (eval mode) and a log {steps, seconds, final_loss}."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_segmenter(n_classes).to(device)
@@ -89,7 +83,5 @@ def train_segmenter(frames: Sequence[Any], labels: Sequence[Any], n_classes: int
 
 def segment(net: Any, frames: Sequence[Any], device: Any = "cpu") -> Any:
     """(T, H, W) int64 predicted ids of (H, W, 3) uint8 frames."""
-    import torch
-
     with torch.no_grad():
         return net(_to_tensor(frames, device)).argmax(1).cpu().numpy()

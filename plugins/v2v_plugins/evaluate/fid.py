@@ -36,10 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
+from v2vcli.errors import ConfigError, VideoError
+from v2vcli.io.files import atomic_path
 from v2vcli.io.inputs import (EvalInput, InputSequence, estimated_frames, open_sequence, pair_inputs,
                              resolve_input, sequence_signature)
 from v2vcli.metric import Metric, MetricResult
 from v2vcli.runtime import progress
+from v2vcli.weights import v2v_home
 
 __all__ = ["FIDConfig", "FID", "FIDFeatureExtractor", "clean_resize", "feature_cache_dir", "FEATURE_VERSION"]
 
@@ -67,21 +72,16 @@ class FIDConfig:
                 "from pytorch-fid's by float32 rounding (~1e-4)."})
 
     def __post_init__(self) -> None:
-        from v2vcli.errors import ConfigError
-
         if self.batch_size < 1:
             raise ConfigError(f"fid batch_size must be at least 1, got {self.batch_size}")
 
 
 def feature_cache_dir() -> Path:
-    from v2vcli.weights import v2v_home
-
     return v2v_home() / "cache" / "fid"
 
 
 def clean_resize(frame: Any, size: int = 299) -> Any:
     """clean-fid's resize of one RGB uint8 (H, W, 3) frame: PIL bicubic per channel in float32, clipped."""
-    import numpy as np
     from PIL import Image
 
     channels = []
@@ -102,7 +102,6 @@ class FIDFeatureExtractor:
         import torch
 
         from v2v_plugins.evaluate.inception import load_fid_inception
-        from v2vcli.errors import ConfigError
 
         if protocol not in PROTOCOLS:
             raise ConfigError(f"unknown FID protocol '{protocol}'; use one of {', '.join(PROTOCOLS)}")
@@ -116,7 +115,6 @@ class FIDFeatureExtractor:
     # -- preprocessing -------------------------------------------------------------------------------------------
     def _host_batch(self, frames: list[Any]) -> Any:
         """CPU part of preprocessing (runs in the decode thread)."""
-        import numpy as np
         import torch
 
         if self.protocol == "clean":
@@ -193,7 +191,6 @@ class FIDFeatureExtractor:
 
     def features(self, frames: Iterable[Any], advance: Callable[[int], None] | None = None) -> Any:
         """(N, dims) float32 features of RGB uint8 (H, W, 3) frames."""
-        import numpy as np
         import torch
 
         out = []
@@ -246,10 +243,6 @@ class FID(Metric):
 
     def sequence_features(self, seqs: Iterable[InputSequence], what: str = "frames") -> dict[str, Any]:
         """Features of each sequence (name → (N, dims) float32), from the cache where possible."""
-        import numpy as np
-
-        from v2vcli.io.files import atomic_path
-
         cfg: FIDConfig = self.config
         out: dict[str, Any] = {}
         todo: list[tuple[InputSequence, Path | None]] = []
@@ -273,8 +266,6 @@ class FID(Metric):
                 with open_sequence(seq) as reader:
                     feats = extractor.features(reader, advance)
                 if len(feats) == 0:
-                    from v2vcli.errors import VideoError
-
                     raise VideoError(f"'{seq.path}' has no frames")
                 out[seq.name] = feats
                 if cache is not None:
@@ -284,17 +275,12 @@ class FID(Metric):
 
     def features(self, path: str | Path | EvalInput) -> Any:
         """(N, dims) float32 features of every frame of ``path`` (all its sequences, in name order)."""
-        import numpy as np
-
         inp = path if isinstance(path, EvalInput) else resolve_input(path)
         feats = self.sequence_features(inp.sequences)
         return np.concatenate([feats[s.name] for s in inp.sequences], axis=0)
 
     def compute(self, real: str | Path | None, fake: str | Path) -> MetricResult:
-        import numpy as np
-
         from v2v_plugins.evaluate.frechet import feature_statistics, frechet_distance, rank_deficiency_warning
-        from v2vcli.errors import ConfigError
 
         if real is None:
             raise ConfigError("fid needs --real PATH")

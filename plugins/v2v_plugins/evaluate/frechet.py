@@ -25,6 +25,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
+from scipy import linalg
 
 from v2vcli.errors import V2VError
 
@@ -62,8 +63,6 @@ def _trace_sqrt_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
 
 
 def _trace_sqrt_scipy(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> float | None:
-    from scipy import linalg
-
     def sqrtm(m: np.ndarray) -> np.ndarray:
         # Old scipy prints failures to stdout (it would corrupt --json); `disp` is deprecated in new ones. Its
         # warnings (LinAlgWarning "Matrix is singular ...", RuntimeWarning) would leak raw to stderr: a singular

@@ -35,10 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
+
+from v2vcli.errors import ConfigError, VideoError
+from v2vcli.io.files import atomic_path
 from v2vcli.io.inputs import (InputSequence, estimated_frames, iter_frames, pair_inputs, resolve_input,
                              sequence_signature)
 from v2vcli.metric import Metric, MetricResult
 from v2vcli.runtime import progress
+from v2vcli.weights import v2v_home
 
 __all__ = ["FVDConfig", "FVD", "VFIDI3D", "I3DClipFeatures", "iter_clips", "preprocess_clips", "I3D_FEATURE_VERSION"]
 
@@ -69,8 +74,6 @@ class FVDConfig:
     cache: bool = field(default=True, metadata={"help": "Reuse clip features cached under $V2V_HOME/cache/i3d."})
 
     def __post_init__(self) -> None:
-        from v2vcli.errors import ConfigError
-
         if self.clip_length < 8:
             raise ConfigError(f"clip_length {self.clip_length} is too short for I3D's temporal strides; use >= 8")
         if self.clip_stride < 0 or self.max_clips < 0:
@@ -101,7 +104,6 @@ def iter_clips(frames: Iterable[Any], length: int, stride: int = 0, max_clips: i
 
 def preprocess_clips(clips: list[Any], size: int = 224, resize: str = "stretch") -> Any:
     """(B, 3, T, size, size) float32 in [−1, 1] from B clips of T RGB uint8 (H, W, 3) frames."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -134,7 +136,6 @@ class I3DClipFeatures:
 
     def features(self, frames: Iterable[Any], advance: Callable[[int], None] | None = None) -> dict[str, Any]:
         """``{"logits": (N, 400), "pool": (N, 1024)}`` float32 for the N clips of ``frames``."""
-        import numpy as np
         import torch
 
         cfg = self.config
@@ -171,8 +172,6 @@ class I3DClipFeatures:
 
 
 def i3d_cache_dir() -> Path:
-    from v2vcli.weights import v2v_home
-
     return v2v_home() / "cache" / "i3d"
 
 
@@ -205,10 +204,6 @@ class _I3DFrechet(Metric):
 
     def sequence_features(self, seqs: Iterable[InputSequence], what: str) -> dict[str, dict[str, Any]]:
         """name → {"logits", "pool"} clip features of each sequence (cached)."""
-        import numpy as np
-
-        from v2vcli.io.files import atomic_path
-
         cfg: FVDConfig = self.config
         out: dict[str, dict[str, Any]] = {}
         todo: list[tuple[InputSequence, Path | None]] = []
@@ -236,10 +231,7 @@ class _I3DFrechet(Metric):
         return out
 
     def compute(self, real: str | Path | None, fake: str | Path) -> MetricResult:
-        import numpy as np
-
         from v2v_plugins.evaluate.frechet import feature_statistics, frechet_distance, rank_deficiency_warning
-        from v2vcli.errors import ConfigError, VideoError
 
         if real is None:
             raise ConfigError(f"{self.name} needs --real PATH")

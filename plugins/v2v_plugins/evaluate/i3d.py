@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from v2vcli.errors import WeightsError
+
 __all__ = ["I3D", "build_i3d", "load_i3d", "same_pad_3d", "I3D_MIXED"]
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,6 @@ def build_i3d(num_classes: int = 400) -> I3D:
 
 def load_i3d(path: str | Path, device: Any = "cpu") -> I3D:
     """I3D with the state dict at ``path`` (a plain ``state_dict``, optionally wrapped in ``{"state_dict": ...}``)."""
-    from v2vcli.errors import WeightsError
-
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # a TorchScript archive or a pickle of a whole module is not a state dict

@@ -22,7 +22,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from v2v_plugins.evaluate.image_metrics import PairedConfig, PairedFrameMetric
+from v2vcli.errors import WeightsError
 
 __all__ = ["LPIPS", "LPIPSNet", "LPIPS_SHIFT", "LPIPS_SCALE", "VGG16_TAPS", "LPIPS_CHANNELS"]
 
@@ -84,8 +87,6 @@ def LPIPSNet(vgg16_path: str | Path | None = None, heads_path: str | Path | None
     """
     import torch
 
-    from v2vcli.errors import WeightsError
-
     net = _lpips_module()()
     if vgg16_path is not None:
         state = torch.load(str(vgg16_path), map_location="cpu", weights_only=True)
@@ -129,7 +130,6 @@ class LPIPS(PairedFrameMetric):
 
     def batch_values(self, reals: list[Any], fakes: list[Any]) -> list[float]:
         """LPIPS of RGB uint8 frame pairs (all of one size)."""
-        import numpy as np
         import torch
 
         def prep(frames: list[Any]) -> torch.Tensor:

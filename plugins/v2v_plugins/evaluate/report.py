@@ -19,6 +19,7 @@ seg_consistency.backend=dataset:GT`` on the command line).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -74,8 +75,6 @@ def evaluate_all(real: str | Path, fake: str | Path, out: str | Path, *, metrics
         if name not in registered:
             raise ConfigError(f"unknown metric '{name}'{did_you_mean(name, registered)}")
     if resize_fake:
-        import dataclasses
-
         for name in wanted:
             cfg_cls = getattr(registered[name], "Config", None)
             if dataclasses.is_dataclass(cfg_cls) and "resize_fake" in {f.name for f in dataclasses.fields(cfg_cls)}:

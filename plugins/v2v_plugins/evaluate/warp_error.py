@@ -23,10 +23,15 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
+from v2vcli.errors import VideoError
 from v2vcli.io.inputs import (InputSequence, estimated_frames, iter_frames, pair_inputs, paired_frames,
                              resolve_input)
 from v2vcli.metric import Metric, MetricResult
+from v2vcli.registry import get_registry
 from v2vcli.runtime import progress
+from v2vcli.weights import weights_entries
 
 __all__ = ["WarpErrorConfig", "WarpError", "warp_error_pair", "warp_error_frames"]
 
@@ -48,8 +53,6 @@ def warp_error_pair(fake_prev: Any, fake_cur: Any, flow: Any, conf: Any) -> tupl
 
     Returns the error and the number of pixels the mask kept.
     """
-    import numpy as np
-
     from v2vcli.warp import warp_numpy
 
     prev = np.asarray(fake_prev, dtype=np.float32) / 255.0
@@ -94,8 +97,6 @@ class WarpError(Metric):
     Config = WarpErrorConfig
 
     def estimator(self) -> Any:
-        from v2vcli.registry import get_registry
-
         cfg: WarpErrorConfig = self.config
         cls = get_registry().get_flow_estimator(cfg.flow)
         config = None
@@ -103,16 +104,12 @@ class WarpError(Metric):
         # Learned estimators (raft_*) take a weights file: `--weights raft_large=PATH` reaches them here, and
         # the file's sha256 goes into the result.
         if is_dataclass(options) and "weights" in {f.name for f in fields(options)}:
-            from v2vcli.weights import weights_entries
-
             if cfg.flow in weights_entries():
                 # cast: Config is a class, though is_dataclass would also admit an instance
                 config = cast(Any, options)(weights=str(self.weights_path(cfg.flow)))
         return cls(config, self.device)
 
     def compute(self, real: str | Path | None, fake: str | Path) -> MetricResult:
-        from v2vcli.errors import VideoError
-
         cfg: WarpErrorConfig = self.config
         fake_in = resolve_input(fake, "--fake")
         pairs: list[tuple[InputSequence | None, InputSequence]]

@@ -21,8 +21,11 @@ import os
 import pickle
 import warnings
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from v2vcli.errors import ConfigError, PluginError, WeightsError
 
@@ -61,8 +64,6 @@ def quiet() -> Iterator[None]:
 
 def _setuptools_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("setuptools")
     except Exception:  # noqa: BLE001 - only for the message
         return "?"
@@ -101,8 +102,6 @@ def detectron2_versions() -> dict[str, str]:
 
     out = {"detectron2": str(getattr(detectron2, "__version__", "?")), "torch": str(torch.__version__)}
     with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
         out["densepose"] = version("detectron2-densepose")
     return out
 
@@ -315,7 +314,5 @@ def build_predictor(cfg: Any, weights: str, *, what: str, model: str, device: st
 
 def run_predictor(predictor: Any, frame_rgb: Any) -> Any:
     """``predictor`` on one RGB frame (DefaultPredictor takes BGR and converts to the model's INPUT.FORMAT)."""
-    import numpy as np
-
     with quiet():
         return predictor(np.ascontiguousarray(frame_rgb[..., ::-1]))

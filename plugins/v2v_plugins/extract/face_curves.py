@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 __all__ = [
@@ -101,8 +102,6 @@ def face_curves(mesh: np.ndarray) -> list[np.ndarray]:
 
 
 def _polyline(canvas: np.ndarray, curve: np.ndarray, value: int = 255) -> None:
-    import cv2
-
     # 4 fractional bits: the polyline follows sub-pixel landmark positions instead of jumping between pixels.
     pts = np.rint(curve * 16).astype(np.int32).reshape(-1, 1, 2)
     # cv2's stubs type the colour as a sequence; a scalar is what a 1-channel canvas takes
@@ -120,8 +119,6 @@ def draw_curves(curves: Sequence[np.ndarray], size: tuple[int, int], canvas: np.
 
 def distance_maps(curves: Sequence[np.ndarray], size: tuple[int, int], clip: float = DIST_CLIP) -> np.ndarray:
     """``(H, W, len(curves))`` float32: Euclidean distance in pixels to each drawn curve, clipped at ``clip``."""
-    import cv2
-
     w, h = size
     maps = np.empty((h, w, len(curves)), np.float32)
     for c, curve in enumerate(curves):
@@ -134,8 +131,6 @@ def distance_maps(curves: Sequence[np.ndarray], size: tuple[int, int], clip: flo
 
 def face_region_mask(curves: Sequence[np.ndarray], size: tuple[int, int], margin: int = 2) -> np.ndarray:
     """uint8 ``(H, W)``, 255 inside the face outline (jaw + mirrored upper contour), grown by ``margin`` px."""
-    import cv2
-
     w, h = size
     outline = np.concatenate([curves[0], curves[1][::-1]])
     mask: np.ndarray = np.zeros((h, w), np.uint8)

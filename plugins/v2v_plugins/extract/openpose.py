@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from v2vcli.errors import DatasetError
@@ -215,8 +216,6 @@ def _thickness(points: np.ndarray, threshold: float, size: tuple[int, int]) -> i
 
 def _draw(canvas: np.ndarray, points: np.ndarray, pairs: Sequence[tuple[int, int]],
           colors: Sequence[tuple[int, int, int]], threshold: float) -> None:
-    import cv2
-
     h, w = canvas.shape[:2]
     thick = _thickness(points, threshold, (w, h))
     line = max(1, int(round(thick * 0.75)))

@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from v2v_plugins.extract.detectron2_backend import (build_predictor, detectron2_versions, import_detectron2,
+                                                    load_config, resolve_weights, run_predictor)
 from v2vcli.errors import ConfigError, PluginError
 from v2vcli.extractor import Extractor
 
@@ -78,9 +80,6 @@ class Detectron2Pose(Extractor):
         self._predictor = predictor
 
     def _load(self, device: str) -> tuple[Any, dict[str, Any]]:
-        from v2v_plugins.extract.detectron2_backend import (build_predictor, detectron2_versions, import_detectron2,
-                                                            load_config, resolve_weights)
-
         import_detectron2("pose backend 'detectron2'")
         cfg, zoo_url = load_config(self.config.model, "pose", DEFAULT_KEYPOINT_MODEL)
         if not cfg.MODEL.KEYPOINT_ON:
@@ -105,7 +104,6 @@ class Detectron2Pose(Extractor):
 
     def people(self, frame: np.ndarray) -> list[tuple[float, np.ndarray]]:
         """(detection score, BODY_25 (25, 3)) of every person kept in ``frame``, highest score first."""
-        from v2v_plugins.extract.detectron2_backend import run_predictor
         from v2v_plugins.extract.detectron2_convert import to_numpy
         from v2v_plugins.extract.openpose import body25_from_coco17
 

@@ -13,6 +13,7 @@ in the ground truth or the prediction of that step. Pixels with the label set's 
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from v2vcli.data.clips import ClipDataset
 from v2vcli.errors import DatasetError
 from v2vcli.metric import confusion, miou, psnr, ssim
 from v2vcli.runtime import json_safe, to_uint8
+from v2vcli.warp import warp
 
 if TYPE_CHECKING:
     import torch
@@ -51,8 +54,6 @@ def copy_last(last: torch.Tensor, horizon: int) -> list[torch.Tensor]:
 
 def constant_flow(last: torch.Tensor, flow: torch.Tensor, horizon: int) -> list[torch.Tensor]:
     """Warp the last state (B, C, H, W) by the last backward flow (B, 2, H, W) once per future step."""
-    from v2vcli.warp import warp
-
     out, cur = [], last.float()
     for _ in range(horizon):
         cur = warp(cur, flow.float())
@@ -92,10 +93,6 @@ def evaluate_predictor(model: _PredictorBase, dataset: str | Path, *, split: str
     each start frame t0 = K, K + stride, ... with t0 + horizon ≤ count, the K frames before t0 are observed and
     ``horizon`` states are predicted.
     """
-    import copy
-
-    from v2vcli.data.clips import ClipDataset
-
     labels = model.kind == "labels"
     data = copy.deepcopy(model.cfg.data)
     data.root = str(dataset)

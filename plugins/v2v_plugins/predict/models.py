@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from v2v_plugins.gan.conditioning import one_hot_labels
 from v2vcli.errors import ConfigError, DatasetError
 from v2vcli.io.preview import colorize_inputs
 from v2vcli.model import FrameGenerator, FrameOutput, StepResult, VideoModel
@@ -407,8 +408,6 @@ class LabelPredictor(_PredictorBase):
         return None if self.label_set is None else self.label_set.ignore_id
 
     def one_hot(self, seg: Any) -> torch.Tensor:
-        from v2v_plugins.gan.conditioning import one_hot_labels
-
         return one_hot_labels(seg, self.state_nc, self.ignore_id).to(self.device)
 
     @property

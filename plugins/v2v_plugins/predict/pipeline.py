@@ -28,25 +28,36 @@ steps, else that many steps evenly spread over the horizon (always the last).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from v2vcli.checkpoint import read_meta
+from v2vcli.data.clips import ClipDataset
+from v2vcli.data.layout import Dataset
 from v2vcli.errors import CheckpointError, ConfigError, DatasetError, PluginError, V2VError, VideoError, WeightsError
+from v2vcli.extract import run_extraction
+from v2vcli.io.files import encode_image, write_bytes_atomic
 from v2vcli.io.inputs import dataset_of_sequence_folder
+from v2vcli.io.preview import labelled_grid
+from v2vcli.io.video import VideoWriter, open_video, write_frames_folder
 from v2vcli.metric import compute_metric, confusion, miou, psnr, ssim
+from v2vcli.model import load_model_for_inference
+from v2vcli.registry import get_registry
 from v2vcli.runtime import to_uint8
+from v2vcli.warp import base_grid
 
 from .evaluation import METHODS, HorizonScores, constant_flow, copy_last
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["Context", "PredictResult", "load_context", "carry_instances", "predict_video", "output_paths"]
 
@@ -105,11 +116,6 @@ def output_paths(out: Path) -> dict[str, Path]:
 # -- context ----------------------------------------------------------------------------------------------------------
 def _read_dataset_sequence(root: Path, seq: str, data: Any, need: list[str], label_set: Any,
                            flow_estimator: str) -> Context:
-    import copy
-
-    from v2vcli.data.clips import ClipDataset
-    from v2vcli.data.layout import Dataset
-
     cfg = copy.deepcopy(data)
     cfg.root = str(root)
     cfg.inputs = list(need)
@@ -129,8 +135,6 @@ def _read_dataset_sequence(root: Path, seq: str, data: Any, need: list[str], lab
 
 def _cover_crop(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to cover (W, H) keeping the aspect ratio, then centre-crop (the evaluation loader's geometry)."""
-    import cv2
-
     w, h = size
     h0, w0 = img.shape[:2]
     s = max(w / w0, h / h0)
@@ -144,9 +148,6 @@ def _cover_crop(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def load_context(path: str | Path, data: Any, *, labels: bool, instances: bool = False, label_set: Any = None,
                  flow_estimator: str = "farneback") -> Context:
     """Read a context (dataset sequence folder, video file or frame folder) at ``data.size`` (module docstring)."""
-    from v2vcli.io.video import open_video
-    from v2vcli.registry import get_registry
-
     p = Path(path)
     if not p.exists():
         raise VideoError(f"context '{p}' does not exist; pass a dataset sequence folder (DATASET/frames/SEQ), a "
@@ -161,8 +162,6 @@ def load_context(path: str | Path, data: Any, *, labels: bool, instances: bool =
                                    f"extract {m} {root}`)")
         return _read_dataset_sequence(root, seq, data, need, label_set, flow_estimator)
     if labels:
-        from v2vcli.extract import run_extraction
-
         with tempfile.TemporaryDirectory(prefix="v2v_predict_") as tmp:
             log.info("extracting seg from '%s' (default backend) for the label predictor", p)
             run_extraction("seg", [p], tmp, progress=False)
@@ -189,11 +188,6 @@ def carry_instances(prev_inst: torch.Tensor, seg: torch.Tensor, flow: torch.Tens
     """Instance map (B, H, W) for predicted labels ``seg``: the previous instance map warped (nearest) by the
     predicted backward ``flow`` where the warped id is an instance of the predicted class (id // factor == class),
     else the class id (stuff convention of Cityscapes and the synthetic world)."""
-    import torch
-    import torch.nn.functional as F
-
-    from v2vcli.warp import base_grid
-
     b, h, w = seg.shape
     scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=flow.device)
     grid = base_grid(h, w, flow.device, torch.float32) + flow.float().permute(0, 2, 3, 1) * scale
@@ -207,14 +201,10 @@ def carry_instances(prev_inst: torch.Tensor, seg: torch.Tensor, flow: torch.Tens
 
 # -- prediction --------------------------------------------------------------------------------------------------------
 def _to_state_frames(frames: np.ndarray, device: Any) -> torch.Tensor:
-    import torch
-
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], nearest: bool) -> torch.Tensor:
-    import torch.nn.functional as F
-
     w, h = size
     if tuple(x.shape[-2:]) == (h, w):
         return x
@@ -237,11 +227,6 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
                   out: str | Path | None = None, evaluate: bool = False, device: str = "cpu",
                   weights: dict[str, str] | None = None, fps: float | None = None) -> PredictResult:
     """Run ``v2v predict`` (see the module docstring); returns the written paths and, with ``evaluate``, scores."""
-    import torch
-
-    from v2vcli.checkpoint import read_meta
-    from v2vcli.model import load_model_for_inference
-
     if horizon < 1:
         raise ConfigError(f"--horizon must be at least 1, got {horizon}")
     if horizon > MAX_HORIZON:
@@ -310,7 +295,6 @@ def predict_video(predictor: str | Path, context: str | Path, horizon: int, *, r
     kept_u8: list[np.ndarray] = []  # kept only with --eval
     shown_u8: list[np.ndarray] = []
     shown_maps: list[np.ndarray] = []
-    from v2vcli.io.video import VideoWriter
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_path)
@@ -377,8 +361,6 @@ def _render(rend: Any, observed: Context, obs_frames: torch.Tensor, pred_seg: li
 def _renderer(rend: Any, observed: Context, obs_frames: torch.Tensor, instances: bool) -> Any:
     """The vid2vid renderer started from the real observed frames; returns ``render(seg, flow) -> frame`` for one
     predicted map at a time (at the context's size), so frames can be streamed."""
-    import torch
-
     size = (int(rend.cfg.data.size[0]), int(rend.cfg.data.size[1]))
     dev = rend.device
     h, w = obs_frames.shape[-2:]
@@ -406,8 +388,6 @@ def _renderer(rend: Any, observed: Context, obs_frames: torch.Tensor, instances:
 
 def _score(model: Any, observed: Context, truth: Context, pred_seg: list[torch.Tensor], pred_u8: np.ndarray,
            horizon: int, device: str, weights: dict[str, str]) -> HorizonScores:
-    import torch
-
     labels = model.kind == "labels"
     last = _to_state_frames(observed.frames[-1:], "cpu")
     last_flow = torch.from_numpy(observed.flow[-1:]).permute(0, 3, 1, 2).float()
@@ -434,11 +414,7 @@ def _score(model: Any, observed: Context, truth: Context, pred_seg: list[torch.T
 def _lpips(scores: HorizonScores, real: np.ndarray, fakes: dict[str, list[np.ndarray]], device: str,
            weights: dict[str, str]) -> None:
     """Per-step LPIPS through the registered ``lpips`` metric, when there is one and its weights are found."""
-    from v2vcli.io.video import write_frames_folder
-
     try:
-        from v2vcli.registry import get_registry
-
         get_registry().get_metric("lpips")
     except PluginError:
         scores.notes.append("lpips: no 'lpips' metric is registered in this installation; LPIPS left out")
@@ -461,11 +437,6 @@ def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], names:
                    steps: list[int] | None = None) -> None:
     """One PNG: each row (named on the left) starts with the last observed frame (or map, for rows of maps) and
     shows the predicted steps ``steps`` (0-based; default: every step of the rows)."""
-    import torch
-
-    from v2vcli.io.files import encode_image, write_bytes_atomic
-    from v2vcli.io.preview import labelled_grid
-
     last_frame = observed.frames[-1]
     last_map = None
     if model is not None and observed.seg is not None:
@@ -481,8 +452,6 @@ def _write_preview(path: Path, observed: Context, rows: list[np.ndarray], names:
 
 
 def _write_report(json_path: Path, md_path: Path, scores: HorizonScores, **info: Any) -> None:
-    from v2vcli.io.files import write_bytes_atomic
-
     data = {**info, **scores.to_dict()}
     write_bytes_atomic(json_path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     metrics = list(next(iter(scores.per_step.values())).keys())

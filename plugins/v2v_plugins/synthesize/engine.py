@@ -38,16 +38,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from v2vcli.errors import ConfigError, DatasetError
+import numpy as np
+import torch
+
+from v2vcli.checkpoint import resolve_weights_file
+from v2vcli.data import clips
+from v2vcli.errors import ConfigError, DatasetError, V2VError
+from v2vcli.io.files import read_image
+from v2vcli.io.preview import colorize_inputs, tile
+from v2vcli.model import load_model_for_inference
 from v2vcli.runtime import ProgressBar, resolve_device, to_uint8_tensor
 
 from .outputs import FORMATS, Format, FrameSink, non_finite_error, open_sink, output_paths, preview_path
 from .sources import LabelSequence, SequenceReader, check_label_sets, parse_remap, resolve_labels
 
 if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
     from v2vcli.checkpoint import CheckpointMeta
     from v2vcli.model import FrameGenerator, VideoModel
 
@@ -158,8 +163,6 @@ class _PendingFrame:
     pinned memory with ``non_blocking`` on CUDA, with an event to wait for when they are read."""
 
     def __init__(self, t: int, frame: torch.Tensor, pictures: torch.Tensor | None) -> None:
-        import torch
-
         self.t = t
         self.finite = torch.isfinite(frame).all()
         cuda = frame.device.type == "cuda"
@@ -172,8 +175,6 @@ class _PendingFrame:
 
     @staticmethod
     def _to_host(x: torch.Tensor, cuda: bool) -> torch.Tensor:
-        import torch
-
         if x.device.type == "cpu":
             return x
         if not cuda:  # other accelerators: a blocking copy
@@ -203,8 +204,6 @@ class Synthesizer:
 
     def __init__(self, model: VideoModel, meta: CheckpointMeta, *, use_ema: bool = True,
                  size: tuple[int, int] | None = None, compile: bool = False, checkpoint: str = "") -> None:
-        import torch
-
         self.model = model
         self.meta = meta
         self.checkpoint = checkpoint
@@ -234,11 +233,6 @@ class Synthesizer:
 
     def first_frame(self, path: str | Path) -> torch.Tensor:
         """An image as a (1, 3, H, W) frame in [-1, 1] at the output size (cover, centre crop)."""
-        import torch
-
-        from v2vcli.data import clips
-        from v2vcli.io.files import read_image
-
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"--first-frame '{p}' does not exist; pass an image file (png, jpg)")
@@ -298,8 +292,6 @@ class Synthesizer:
         return FirstFrames("model", count, model=ff)
 
     def _load_first_frame_model(self, run: str | Path) -> Synthesizer:
-        from v2vcli.errors import V2VError
-
         try:
             return load_synthesizer(run, device=str(self.device), precision=self.precision, use_ema=self.use_ema,
                                     size=self.size)
@@ -335,9 +327,6 @@ class Synthesizer:
 
     def batch(self, frames: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         """Per-sequence frames → one batch of raw modalities on the model's device."""
-        import numpy as np
-        import torch
-
         return {m: torch.from_numpy(np.stack([f[m] for f in frames])).to(self.device, non_blocking=True)
                 for m in frames[0]}
 
@@ -352,11 +341,6 @@ class Synthesizer:
         ``first`` says where frames 0..first.count-1 come from (default: an empty history; ``first_frame``, a
         (1, 3, H, W) tensor in [-1, 1], is short for an image source); a ``real`` source needs ``reals``: per
         sequence its real frames 0.. as (H, W, 3) uint8 (:meth:`SequenceReader.real_frames`)."""
-        import numpy as np
-        import torch
-
-        from v2vcli.io.preview import colorize_inputs
-
         if first is None:
             first = FirstFrames("image", 1, image=first_frame) if first_frame is not None else FirstFrames("empty")
         if first.mode == "real" and (reals is None or len(reals) != len(readers) or not all(len(r) for r in reals)):
@@ -405,8 +389,6 @@ class Synthesizer:
 
         The first frames come from ``first_frames`` (a :class:`FirstFrames`, or a ``--first-frames`` mode resolved
         with ``first_frame_model`` and the image ``first_frame`` by :meth:`first_frames`)."""
-        from v2vcli.io.preview import tile
-
         first = first_frames if isinstance(first_frames, FirstFrames) else \
             self.first_frames(first_frames, model=first_frame_model, image=first_frame)
         readers = {s.name: self.reader(s, remap) for s in sequences}
@@ -475,9 +457,6 @@ def load_synthesizer(checkpoint: str | Path, *, device: str = "auto", precision:
                      compile: bool = False, use_ema: bool = True, size: tuple[int, int] | None = None,
                      cfg_overrides: Sequence[str] = ()) -> Synthesizer:
     """Load a run folder (its last checkpoint), a checkpoint folder or a weights file for synthesis."""
-    from v2vcli.checkpoint import resolve_weights_file
-    from v2vcli.model import load_model_for_inference
-
     if precision is not None and precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     dev = resolve_device(device)
@@ -489,9 +468,6 @@ def load_synthesizer(checkpoint: str | Path, *, device: str = "auto", precision:
 
 def synthesize(options: SynthesisOptions) -> SynthesisReport:
     """``v2v synthesize``: load the checkpoint, resolve ``--labels``, write one output per sequence."""
-    import numpy as np
-    import torch
-
     t0 = time.perf_counter()
     if options.format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got '{options.format}'")

@@ -23,7 +23,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import torch
+
+from v2vcli.data.layout import frame_name
 from v2vcli.errors import CheckpointError, ConfigError
+from v2vcli.io.files import encode_image, publish_mode
+from v2vcli.io.video import VideoWriter
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,8 +92,6 @@ def _writer_alive(path: Path) -> bool | None:
 
 def check_finite(frames: Any, what: str) -> None:
     """Refuse a generated batch (a tensor) holding NaN or Inf: written out, it would be a silent black video."""
-    import torch
-
     if not bool(torch.isfinite(frames).all()):
         raise non_finite_error(what)
 
@@ -134,8 +137,6 @@ class Mp4Sink(FrameSink):
     """H.264 mp4 through the atomic :class:`~v2vcli.io.video.VideoWriter`."""
 
     def __init__(self, path: Path, fps: float, audio_from: Path | None = None, quality: int = 8) -> None:
-        from v2vcli.io.video import VideoWriter
-
         self.path = path
         self._writer = VideoWriter(path, fps, audio_from=audio_from, quality=quality)
         self._lock: int | None = None
@@ -184,9 +185,6 @@ class PngSink(FrameSink):
         (self._tmp / MARKER).write_bytes(b"")
 
     def write(self, frame: np.ndarray) -> None:
-        from v2vcli.data.layout import frame_name
-        from v2vcli.io.files import encode_image
-
         if self._tmp is None:
             raise ValueError(f"PngSink for '{self.path}' is closed")
         # plain writes: the whole folder is published atomically, per-file renames would only cost time
@@ -224,8 +222,6 @@ class PngSink(FrameSink):
 def _publish_mode(path: Path) -> None:
     """Temporary files are private (0600/0700); a published output gets the usual umask-based mode (its frames
     included)."""
-    from v2vcli.io.files import publish_mode
-
     publish_mode(path, recursive=True)
 
 

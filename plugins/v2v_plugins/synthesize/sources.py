@@ -26,12 +26,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from v2vcli.data import clips
+from v2vcli.data.clips import ClipDataset
+from v2vcli.data.layout import Dataset
 from v2vcli.errors import ConfigError, DatasetError, PluginError, VideoError
+from v2vcli.extract import run_extraction
+from v2vcli.io.files import read_image
 from v2vcli.io.inputs import dataset_of_sequence_folder
+from v2vcli.io.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, probe_video
+from v2vcli.registry import get_registry
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from v2vcli.checkpoint import CheckpointMeta
     from v2vcli.config import DataConfig
     from v2vcli.data.layout import LabelSet
@@ -77,8 +84,6 @@ class LabelSource:
 
 
 def _split_of(root: Path, seq: str) -> str:
-    from v2vcli.data.layout import Dataset
-
     splits = Dataset(root).splits()
     for name in ("val", "test", "train", *sorted(splits)):
         if seq in splits.get(name, []):
@@ -88,8 +93,6 @@ def _split_of(root: Path, seq: str) -> str:
 
 
 def _sequence(root: Path, seq: str, split: str, audio: Path | None = None) -> LabelSequence:
-    from v2vcli.data.layout import Dataset
-
     entry = Dataset(root).frames_meta()["sequences"].get(seq)
     if entry is None:
         raise DatasetError(f"sequence '{seq}' is not in '{root}/meta/frames.json'")
@@ -109,9 +112,6 @@ def resolve_labels(labels: str | Path, *, split: str | None = None, meta: Checkp
     ``before_extract`` is called once a raw video has been probed and its extractors found, before it is
     extracted (synthesize checks its other options there, so a mistake costs no extraction).
     """
-    from v2vcli.data.layout import Dataset
-    from v2vcli.io.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
     path = Path(labels)
     if not path.exists():
         raise VideoError(f"--labels '{path}' does not exist; pass a dataset, a sequence folder of one "
@@ -140,7 +140,6 @@ def resolve_labels(labels: str | Path, *, split: str | None = None, meta: Checkp
         raise ConfigError("a raw video needs the checkpoint's provenance to extract its inputs")
     audio = None
     if is_video:  # a corrupt or truncated video is reported before anything about extractors
-        from v2vcli.io.video import probe_video
 
         audio = path if probe_video(path).has_audio else None
     tmp = Path(tempfile.mkdtemp(prefix="v2v-synth-", dir=workdir))
@@ -171,9 +170,6 @@ def extract_video(video: str | Path, meta: CheckpointMeta, inputs: Sequence[str]
     version different from the recorded one is a warning (the maps may differ from what the model saw).
     ``before_extract`` is called once every extractor is found, before the first one runs.
     """
-    from v2vcli.extract import run_extraction
-    from v2vcli.registry import get_registry
-
     prov = meta.provenance or {}
     registry = get_registry()
     kinds: list[str] = []
@@ -221,8 +217,6 @@ def parse_remap(pairs: Sequence[str], label_set: LabelSet | None) -> np.ndarray 
 
     Classes are names or ids of ``label_set``; every pair maps from the original ids (pairs do not chain).
     """
-    import numpy as np
-
     if not pairs:
         return None
     if label_set is None:
@@ -243,8 +237,6 @@ def parse_remap(pairs: Sequence[str], label_set: LabelSet | None) -> np.ndarray 
 
 def check_label_sets(model_set: LabelSet | None, root: Path) -> None:
     """The dataset's seg label set must name the classes the model was trained with (ids and names)."""
-    from v2vcli.data.layout import Dataset
-
     if model_set is None:
         return
     ds = Dataset(root)
@@ -271,8 +263,6 @@ class SequenceReader:
 
     def __init__(self, seq: LabelSequence, data: DataConfig, size: tuple[int, int], *,
                  label_set: LabelSet | None = None, remap: np.ndarray | None = None) -> None:
-        from v2vcli.data.clips import ClipDataset
-
         self.seq = seq
         self.size = (int(size[0]), int(size[1]))
         cfg = replace(data, root=str(seq.root), size=[self.size[0], self.size[1]])  # type: ignore[arg-type]
@@ -308,9 +298,6 @@ class SequenceReader:
     def real_frames(self, n: int) -> list[np.ndarray]:
         """The sequence's real frames 0..min(n, count)-1 as (H, W, 3) uint8 at the reader's size, mapped like the
         inputs (cover the size keeping the aspect ratio, centre crop)."""
-        from v2vcli.data import clips
-        from v2vcli.io.files import read_image
-
         out = []
         for i in range(min(int(n), self.count)):
             path = self._real_frame_path(i)
@@ -323,8 +310,6 @@ class SequenceReader:
         return out
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        from v2vcli.data import clips
-
         geom = None
         src: tuple[int, int] | None = None
         name = self.seq.name

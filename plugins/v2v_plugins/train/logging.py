@@ -26,13 +26,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+
+from v2vcli.io.files import write_bytes_atomic
+from v2vcli.io.preview import colorize_inputs
+from v2vcli.io.video import VideoWriter
 from v2vcli.metric import psnr
+from v2vcli.registry import get_registry
 from v2vcli.runtime import ProgressBar, to_uint8
+from v2vcli.warp import warp
 
 if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
     from v2vcli.data.clips import ClipBatch, ClipDataset
     from v2vcli.model import StepResult, VideoModel
 
@@ -71,7 +76,6 @@ class MetricsFile:
                         kept.append(line)
                 except (ValueError, AttributeError):
                     continue  # a line cut by a kill
-            from v2vcli.io.files import write_bytes_atomic
 
             write_bytes_atomic(self.path, ("\n".join(kept) + ("\n" if kept else "")).encode("utf-8"))
         elif resume_step is None and self.path.is_file():
@@ -88,8 +92,6 @@ class MetricsFile:
 
 
 def _memory_mib(device: torch.device) -> float:
-    import torch
-
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     try:
@@ -207,8 +209,6 @@ class TrainLogger:
         return " | ".join(parts)
 
     def _write(self, record: dict[str, Any]) -> None:
-        from v2vcli.registry import get_registry
-
         assert self.metrics is not None  # noqa: S101 - only called when enabled
         self.metrics.write(record)
         scalars = {k: float(v) for k, v in record.items()
@@ -248,16 +248,12 @@ def _duration(seconds: float) -> str:
 # -- pictures ---------------------------------------------------------------------------------------------------------
 def side_by_side(*clips: torch.Tensor) -> np.ndarray:
     """Clips (T, 3, H, W) in [-1, 1] → (T, H, W·n, 3) uint8 frames, shortest length."""
-    import numpy as np
-
     t = min(int(c.shape[0]) for c in clips)
     return np.concatenate([to_uint8(c[:t]) for c in clips], axis=2)
 
 
 def write_sample(path: Path, *clips: torch.Tensor, fps: float = 10.0) -> Path:
     """An mp4 of the clips side by side (labels | generated | real), written atomically."""
-    from v2vcli.io.video import VideoWriter
-
     with VideoWriter(path, fps) as writer:
         for frame in side_by_side(*clips):
             writer.write(frame)
@@ -268,8 +264,6 @@ def write_sample(path: Path, *clips: torch.Tensor, fps: float = 10.0) -> Path:
 def warp_error(frames: torch.Tensor, real: torch.Tensor, flow: torch.Tensor, threshold: float = 0.02) -> float:
     """Mean |x_t − warp(x_{t-1}, flow_t)| of ``frames`` (T, 3, H, W) over pixels where the real frames agree with
     the same warp (‖·‖₂ < threshold); ``flow`` (T, 2, H, W) backward, ``flow[0]`` unused. NaN for one frame."""
-    from v2vcli.warp import warp
-
     if frames.shape[0] < 2:
         return float("nan")
     f = flow[1:].float()
@@ -285,10 +279,6 @@ def generate_clip(model: VideoModel, batch: ClipBatch, *, use_ema: bool = True) 
     """Run the model's frame generator over a clip (batch 1) from its real history; returns (T, ·, H, W) clips
     ``generated`` (history frames real), ``real``, ``labels``, ``flow_ref`` (the clip's reference flow, when it
     has one) and the generator's stacked extras for the generated frames only (``mask``, ``flow`` ...)."""
-    import torch
-
-    from v2vcli.io.preview import colorize_inputs
-
     b = batch.to(model.device)
     gen = model.frame_generator(use_ema=use_ema)
     gen.reset()
@@ -317,8 +307,6 @@ def validate(model: VideoModel, dataset: ClipDataset, n_frames: int, *, step: in
              max_sequences: int = 4, fps: float = 10.0) -> dict[str, float]:
     """PSNR and warping error of the eval generator on up to ``max_sequences`` val sequences (the model's real
     history, then ``n_frames`` generated frames, from frame 0 without augmentation); sample videos to disk."""
-    import torch
-
     L = model.history_frames
     psnrs, werrs = [], []
     n = min(len(dataset.sequences), max_sequences)

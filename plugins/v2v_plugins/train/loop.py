@@ -47,14 +47,25 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+
+from v2vcli.checkpoint import (CheckpointMeta, dataset_provenance, latest_checkpoint, load_training_state, load_weights,
+                               save_checkpoint)
+from v2vcli.config import dump_config, to_dict
+from v2vcli.data.clips import ClipBatchSampler, ClipDataset, ClipSchedule, make_loader
+from v2vcli.data.layout import Dataset
+from v2vcli.distributed import all_gather_object, all_reduce_, barrier, init_distributed, is_main, restart_count
 from v2vcli.errors import ConfigError, DatasetError, V2VError
+from v2vcli.io.files import write_bytes_atomic
+from v2vcli.model import TrainingError, VideoModel, check_finite_weights, linear_decay
+from v2vcli.registry import get_registry
 from v2vcli.runtime import resolve_device
 
-if TYPE_CHECKING:
-    import torch
+from .logging import TrainLogger, validate, write_sample
 
+if TYPE_CHECKING:
     from v2vcli.config import V2VConfig
-    from v2vcli.model import VideoModel
 
 __all__ = ["TrainResult", "LoopState", "train", "training_plan", "clip_schedule",
            "check_training_config", "config_history_frames", "rng_state", "set_rng_state"]
@@ -95,9 +106,6 @@ def check_sync_batch_norm(cfg: V2VConfig, device_type: str, world_size: int) -> 
 
 # -- RNG states (tensors and plain values only: the training state loads with weights_only=True) ------------------
 def rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
     kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
                              "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
@@ -108,9 +116,6 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
     if "torch" in state:
         torch.set_rng_state(state["torch"].cpu())
     if "python" in state:
@@ -152,8 +157,6 @@ class _StopSignals:
 
 
 def _check_dataset(root: str) -> Any:
-    from v2vcli.data.layout import Dataset
-
     if not root:
         raise ConfigError("no dataset given: pass --data DATASET (make one with `v2v demo world --out DATASET`)")
     ds = Dataset(root)
@@ -169,9 +172,6 @@ def train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None,
     """:func:`_train`; a run folder this call created is removed again when training fails before its first
     checkpoint because of bad data, or before its first step for any reason (a bad --init-from ...), so a failed
     start leaves nothing behind (a run that trained and then failed otherwise keeps its logs)."""
-    from v2vcli.checkpoint import latest_checkpoint
-    from v2vcli.distributed import is_main
-
     run_dir = Path(cfg.run_dir)
     created = not run_dir.exists()
     try:
@@ -200,8 +200,6 @@ def _trained_any_step(run_dir: Path) -> bool:
 def check_training_config(cfg: V2VConfig) -> None:
     """The model's own rules for a training config (vid2vid: every temporal scale can become active within the
     schedule); checked when training or planning starts, not when a finished run's config is read back."""
-    from v2vcli.registry import get_registry
-
     check = getattr(get_registry().get_model(cfg.model.name), "check_config", None)
     if callable(check):
         check(cfg)
@@ -216,8 +214,6 @@ def config_history_frames(cfg: V2VConfig) -> int:
 def clip_schedule(cfg: V2VConfig, dataset: Any, history: int) -> Any:
     """The clip-length schedule of a run on ``dataset`` (a :class:`~v2vcli.data.clips.ClipDataset`): the official
     cap min(128, longest training sequence) - (n_frames_G - 1)."""
-    from v2vcli.data.clips import ClipSchedule
-
     n_past = int(getattr(cfg.model, "n_past", history) or 0)
     longest = max(dataset.counts.values()) if dataset.counts else None
     return ClipSchedule.from_config(cfg.data, cfg.train.niter_step, longest=longest, n_past=n_past)
@@ -227,10 +223,6 @@ def training_plan(cfg: V2VConfig, *, init_from: bool = False, world_size: int = 
     """The curriculum of ``cfg`` on its dataset (``cfg.data.root``), epoch by epoch, without building the model
     (``v2v train --plan``): frames per sequence, frames per optimizer step, G/D steps per sequence, back-propagated
     frames, active temporal scales, learning rates and the spatial scales that train."""
-    from v2vcli.data.clips import ClipDataset
-    from v2vcli.model import linear_decay
-    from v2vcli.registry import get_registry
-
     check_training_config(cfg)
     ds = _check_dataset(cfg.data.root)
     label_set = ds.label_set("seg") if "seg" in cfg.data.inputs else None
@@ -268,20 +260,6 @@ def _train(cfg: V2VConfig, *, resume: bool = False, init_from: str | None = None
            model_hook: Callable[[VideoModel], None] | None = None) -> TrainResult:
     """Train ``cfg`` (a resolved config; ``cfg.data.root`` the dataset) until ``train.max_steps`` or the schedule's
     end. ``model_hook`` is called on the model before training is set up (tests use it to inject modules)."""
-    import numpy as np
-    import torch
-
-    from v2vcli.checkpoint import (CheckpointMeta, dataset_provenance, latest_checkpoint, load_training_state,
-                                   load_weights, save_checkpoint)
-    from v2vcli.config import dump_config, to_dict
-    from v2vcli.data.clips import ClipBatchSampler, ClipDataset, make_loader
-    from v2vcli.distributed import all_gather_object, all_reduce_, barrier, init_distributed, is_main, restart_count
-    from v2vcli.io.files import write_bytes_atomic
-    from v2vcli.model import TrainingError, VideoModel, check_finite_weights
-    from v2vcli.registry import get_registry
-
-    from .logging import TrainLogger, validate, write_sample
-
     check_training_config(cfg)
     device = resolve_device(cfg.train.device)
     check_sync_batch_norm(cfg, device.type, int(os.environ.get("WORLD_SIZE", "1") or 1))

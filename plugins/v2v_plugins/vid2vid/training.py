@@ -24,7 +24,9 @@ new finest scale trains. torch is imported inside methods (plugin import stays l
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -68,8 +70,6 @@ def possible_temporal_scales(cfg: V2VConfig) -> list[int]:
 def backpropagated_frames(max_frames_backpropagate: int, chunk: int, epoch: int, niter_step: int) -> int:
     """The official ``n_frames_bp``: 1 (previous outputs always detached) for max_frames_backpropagate 1; above,
     min(max, 2^k) after k niter_step boundaries, rounded so that it divides the chunk evenly."""
-    import math
-
     if max_frames_backpropagate <= 1 or chunk <= 1:
         return 1
     k = epoch // niter_step if niter_step > 0 else 0
@@ -127,8 +127,6 @@ class Vid2VidFrameGenerator(FrameGenerator):
         return len(getattr(self.G, "scales", ())) or 1
 
     def step(self, inputs: Mapping[str, Any], real: torch.Tensor | None = None) -> FrameOutput:
-        import contextlib
-
         import torch
 
         from .generator import GeneratorInput
@@ -228,8 +226,6 @@ class Vid2VidModel(Vid2Vid, VideoModel):
     @classmethod
     def plan_epoch(cls, cfg: V2VConfig, epoch: int, clip_frames: int, *, init_from: bool = False) -> dict[str, Any]:
         """What one training sequence of ``clip_frames`` generated frames does in ``epoch`` (``v2v train --plan``)."""
-        import math
-
         from v2v_plugins.gan.discriminators import TemporalScale, temporal_buffer_frames, temporal_window_ends
 
         chunk = max(1, min(int(cfg.train.frames_per_step), clip_frames))

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from v2vcli.data.layout import Dataset
 from v2vcli.errors import ConfigError, DatasetError
+from v2vcli.io.files import write_flow, write_image, write_instance, write_json, write_label
 from v2vcli.runtime import ProgressBar
 
+from .render import DEFAULT_FPS, iter_frames
 from .scene import CLASS_ID, FOREGROUND_CLASSES, INSTANCE_FACTOR, world_label_set
 
 __all__ = ["WORLD_VERSION", "WorldReport", "parse_size", "sequence_name", "write_world"]
@@ -70,8 +73,6 @@ def sequence_name(index: int, total: int) -> str:
 
 
 def _is_world_dataset(root: Path) -> bool:
-    from v2vcli.data.layout import Dataset
-
     ds = Dataset(root)
     try:
         seqs = ds.frames_meta()["sequences"]
@@ -107,11 +108,6 @@ def write_world_report(out: str | Path, seed: int = 0, size: tuple[int, int] = (
                        sequences: int = 4, val: int = 1, *, fps: float | None = None, frames_format: str = "jpg",
                        quality: int = 95, progress: bool | None = None) -> WorldReport:
     """:func:`write_world`, returning a :class:`WorldReport`."""
-    from v2vcli.data.layout import Dataset
-    from v2vcli.io.files import write_flow, write_image, write_instance, write_json, write_label
-
-    from .render import DEFAULT_FPS, iter_frames
-
     t0 = time.perf_counter()
     size = (int(size[0]), int(size[1]))
     _check_size(size)
