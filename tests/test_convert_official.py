@@ -392,3 +392,37 @@ def test_mismatched_options_and_existing_outputs_are_one_line_errors(tmp_path: P
     assert ok.exit_code == 0, ok.output
     again = cli("convert-official", str(FIXTURES / "street_1scale"), "-o", str(tmp_path / "run"), "--set", SIZE)
     assert again.exit_code != 0 and re.match(r"Error: output .* already exists", again.output)
+
+
+@needs_fixtures
+def test_train_init_from_a_converted_run_adds_a_finer_scale(tmp_path: Path) -> None:
+    """`v2v train --init-from RUN` on a converted one-scale run: a two-scale model starts from the official G0 (kept
+    frozen by model.niter_fix_global, so it is still bit-for-bit the converted one after two steps) and trains G1."""
+    from conftest import invoke_one_thread as invoke
+    from v2vcli.checkpoint import load_weights
+
+    case = _case("street_1scale")
+    run = tmp_path / "run"
+    res = invoke("convert-official", FIXTURES / "street_1scale", "-o", run, "--set", SIZE)
+    assert res.exit_code == 0, res.output
+    ds = _dataset_from_arrays(tmp_path / "ds", case, 6)
+    res = invoke("extract", "flow", ds, "-o", ds)
+    assert res.exit_code == 0, res.output
+    fine = tmp_path / "fine"
+    res = invoke("train", "--config", run / "config.yaml", "--data", ds, "--run-dir", fine, "--init-from", run,
+                 "--max-steps", 2, "--device", "cpu", "--set", "model.n_scales_spatial=2",
+                 "--set", "model.niter_fix_global=5", "--set", "model.n_scales_temporal=1",
+                 "--set", "loss.lambda_vgg=0", "--set", "data.n_frames_total=3", "--set", "data.num_workers=0")
+    assert res.exit_code == 0, res.output
+    official, _ = load_weights(run / "checkpoints" / "step_00000000")
+    trained, _ = load_weights(fine / "checkpoints" / "step_00000002")
+    g0 = [k for k in official if k.startswith("G.scales.0.")]
+    assert g0 and all(_equal(trained[k], official[k]) for k in g0)
+    g1 = [k for k in trained if k.startswith("G.scales.1.")]
+    assert g1 and not any(k in official for k in g1)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

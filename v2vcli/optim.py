@@ -11,6 +11,7 @@ torch is imported inside functions: :mod:`v2vcli.model` imports :class:`StepFlag
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,9 +104,13 @@ class Optimizers:
 
     def start_epoch(self, epoch: int) -> None:
         """Bring every LR schedule to ``epoch`` (each scheduler step is one epoch)."""
-        for sched in self.schedulers.values():
-            while sched.last_epoch < epoch:
-                sched.step()
+        with warnings.catch_warnings():
+            # an optimizer that has not stepped yet (a temporal D whose scale is not active) still follows the epoch
+            # schedule: torch's "scheduler before optimizer" warning does not apply to a per-epoch LambdaLR
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            for sched in self.schedulers.values():
+                while sched.last_epoch < epoch:
+                    sched.step()
 
     def zero_grad(self, names: Sequence[str]) -> None:
         for n in names:
