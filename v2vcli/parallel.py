@@ -46,10 +46,6 @@ class DataParallel:
         self._wrappers: dict[str, tuple[nn.Module, tuple[bool, ...], bool, nn.Module]] = {}
         self._ran: set[str] = set()  # wrappers whose forward ran since their parameters' optimizer last stepped
 
-    @property
-    def enabled(self) -> bool:
-        return is_distributed()
-
     def __call__(self, name: str, module: nn.Module, *, find_unused: bool = False) -> nn.Module:
         if not is_distributed():
             return module

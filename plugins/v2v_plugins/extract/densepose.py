@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from v2v_plugins.extract.detectron2_backend import Detectron2Extractor
 from v2vcli.errors import ConfigError, PluginError
-from v2vcli.extractor import Extractor
 from v2vcli.hookspecs import hookimpl
 
 __all__ = ["DensePoseExtractor", "DensePoseOptions", "DEFAULT_DENSEPOSE_CONFIG", "DENSEPOSE_WEIGHTS_URL",
@@ -83,7 +83,7 @@ def iuv_from_people(size: tuple[int, int], people: list[tuple[float, tuple[int, 
     return out
 
 
-class DensePoseExtractor(Extractor):
+class DensePoseExtractor(Detectron2Extractor):
     """DensePose IUV maps of every person, from detectron2's DensePose R-CNN."""
 
     kind: ClassVar[str] = "densepose"
@@ -94,15 +94,6 @@ class DensePoseExtractor(Extractor):
     description: ClassVar[str] = "DensePose IUV (I 0..24, U, V ×255; every person) from detectron2 DensePose R-CNN"
     detects: ClassVar[str] = "person"
     Config: ClassVar[type] = DensePoseOptions
-
-    def __init__(self, config: Any = None, device: str = "cpu", *, predictor: Any = None) -> None:
-        """``predictor`` (a callable like detectron2's DefaultPredictor) replaces the model, e.g. in tests."""
-        super().__init__(config, device)
-        self.config.check()
-        self._info: dict[str, Any] = {}
-        if predictor is None:
-            predictor, self._info = self._load(device)
-        self._predictor = predictor
 
     @property
     def model_name(self) -> str:
@@ -179,9 +170,6 @@ class DensePoseExtractor(Extractor):
 
     def detected(self, outputs: dict[str, Any]) -> bool:
         return bool(outputs["densepose"][..., 2].any())
-
-    def close(self) -> None:
-        self._predictor = None
 
 
 @hookimpl

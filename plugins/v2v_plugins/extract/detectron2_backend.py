@@ -23,15 +23,17 @@ import warnings
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
 
 from v2vcli.errors import ConfigError, PluginError, WeightsError
+from v2vcli.extractor import Extractor
 
-__all__ = ["DETECTRON2_INSTALL", "DENSEPOSE_INSTALL", "RestrictedUnpickler", "import_detectron2", "quiet",
-           "load_pkl_weights", "load_config", "resolve_weights", "build_predictor", "downloads_allowed",
-           "detectron2_versions"]
+__all__ = ["DETECTRON2_INSTALL", "DENSEPOSE_INSTALL", "Detectron2Extractor", "RestrictedUnpickler",
+           "import_detectron2", "quiet", "load_pkl_weights", "load_config", "resolve_weights", "build_predictor",
+           "downloads_allowed", "detectron2_versions"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,27 @@ DETECTRON2_INSTALL = ("pip install 'setuptools<81' ninja && pip install --no-bui
 DENSEPOSE_INSTALL = ("pip install av && pip install --no-build-isolation --no-deps "
                      "'git+https://github.com/facebookresearch/detectron2.git#subdirectory=projects/DensePose' "
                      "(in a v2v checkout: make detectron2)")
+
+class Detectron2Extractor(Extractor):
+    """An extractor over a detectron2 predictor: the options are checked, then :meth:`_load` builds the predictor
+    (and the facts for :meth:`meta`) unless one is given, e.g. a fake in tests."""
+
+    def __init__(self, config: Any = None, device: str = "cpu", *, predictor: Any = None) -> None:
+        """``predictor`` (a callable like detectron2's DefaultPredictor) replaces the model, e.g. in tests."""
+        super().__init__(config, device)
+        self.config.check()
+        self._info: dict[str, Any] = {}
+        if predictor is None:
+            predictor, self._info = self._load(device)
+        self._predictor = predictor
+
+    @abstractmethod
+    def _load(self, device: str) -> tuple[Any, dict[str, Any]]:
+        """(predictor, facts about the model for the meta file)."""
+
+    def close(self) -> None:
+        self._predictor = None
+
 
 _NOISY_LOGGERS = ("detectron2", "fvcore", "iopath", "densepose", "d2", "torch.fx")
 

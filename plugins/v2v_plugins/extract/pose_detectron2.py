@@ -20,10 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from v2v_plugins.extract.detectron2_backend import (build_predictor, detectron2_versions, import_detectron2,
-                                                    load_config, resolve_weights, run_predictor)
+from v2v_plugins.extract.detectron2_backend import (Detectron2Extractor, build_predictor, detectron2_versions,
+                                                    import_detectron2, load_config, resolve_weights, run_predictor)
 from v2vcli.errors import ConfigError, PluginError
-from v2vcli.extractor import Extractor
 
 __all__ = ["Detectron2Pose", "Detectron2PoseOptions", "DEFAULT_KEYPOINT_MODEL"]
 
@@ -59,7 +58,7 @@ class Detectron2PoseOptions:
             raise ConfigError(f"pose option max-people must be >= 0 (0: all), got {self.max_people}")
 
 
-class Detectron2Pose(Extractor):
+class Detectron2Pose(Detectron2Extractor):
     """Multi-person BODY_25 keypoints from detectron2's Keypoint R-CNN, in OpenPose's formats."""
 
     kind: ClassVar[str] = "pose"
@@ -69,15 +68,6 @@ class Detectron2Pose(Extractor):
     description: ClassVar[str] = "OpenPose BODY_25, every person, from detectron2 Keypoint R-CNN (COCO-17 mapped)"
     detects: ClassVar[str] = "person"
     Config: ClassVar[type] = Detectron2PoseOptions
-
-    def __init__(self, config: Any = None, device: str = "cpu", *, predictor: Any = None) -> None:
-        """``predictor`` (a callable like detectron2's DefaultPredictor) replaces the model, e.g. in tests."""
-        super().__init__(config, device)
-        self.config.check()
-        self._info: dict[str, Any] = {}
-        if predictor is None:
-            predictor, self._info = self._load(device)
-        self._predictor = predictor
 
     def _load(self, device: str) -> tuple[Any, dict[str, Any]]:
         import_detectron2("pose backend 'detectron2'")
@@ -130,6 +120,3 @@ class Detectron2Pose(Extractor):
 
     def detected(self, outputs: dict[str, Any]) -> bool:
         return bool(outputs["pose.json"]["people"])
-
-    def close(self) -> None:
-        self._predictor = None

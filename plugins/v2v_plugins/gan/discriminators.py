@@ -496,9 +496,14 @@ class Vid2VidDiscriminators(nn.Module):
                    face_n_layers=int(getattr(model_cfg, "face_n_layers_D", 0) or 0) or None,
                    norm=str(getattr(model_cfg, "norm_D", "instance")))
 
+    @staticmethod
+    def image_input(labels: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """concat(labels of t (N, L, H, W), frame (N, 3, H, W)): what the image and face Ds see."""
+        return torch.cat([labels, frame.to(labels.dtype)], dim=1)
+
     def forward_image(self, labels: torch.Tensor, frame: torch.Tensor) -> list[list[torch.Tensor]]:
-        """Image D on concat(labels of t (N, L, H, W), frame (N, 3, H, W))."""
-        return self.image(torch.cat([labels, frame.to(labels.dtype)], dim=1))
+        """Image D on :meth:`image_input`."""
+        return self.image(self.image_input(labels, frame))
 
     def forward_temporal(self, scale: int, windows: torch.Tensor) -> list[list[torch.Tensor]]:
         """Temporal D of temporal scale ``scale`` on :func:`build_temporal_inputs` windows."""
@@ -507,10 +512,10 @@ class Vid2VidDiscriminators(nn.Module):
     def face_crops(self, labels: torch.Tensor, frame: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Crops of concat(labels, frame): ``boxes`` (N, 2) integer corners → exact :func:`face_crop_side` squares
         at native resolution (the official crop); (N, 4) pixel boxes → resampled to ``face_crop_size``²."""
+        x = self.image_input(labels, frame)
         if boxes.shape[-1] == 2:
-            x = torch.cat([labels, frame.to(labels.dtype)], dim=1)
             return crop_squares(x, boxes, face_crop_side(x.shape[-2], x.shape[-1]))
-        return crop_regions(torch.cat([labels, frame.to(labels.dtype)], dim=1), boxes, self.face_crop_size)
+        return crop_regions(x, boxes, self.face_crop_size)
 
     def forward_face(self, labels: torch.Tensor, frame: torch.Tensor,
                      boxes: torch.Tensor) -> list[list[torch.Tensor]]:

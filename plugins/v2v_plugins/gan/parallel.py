@@ -27,7 +27,7 @@ class ParallelDiscriminators:
         return getattr(self._D, name)
 
     def forward_image(self, labels: torch.Tensor, frame: torch.Tensor) -> Any:
-        return self._wrap("D", self._D.image)(torch.cat([labels, frame.to(labels.dtype)], dim=1))
+        return self._wrap("D", self._D.image)(self._D.image_input(labels, frame))
 
     def forward_temporal(self, scale: int, windows: torch.Tensor) -> Any:
         return self._wrap(f"D_T{scale}", self._D.temporal[scale])(windows)
